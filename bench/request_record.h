@@ -1,0 +1,48 @@
+// The client-side timeline of one benchmark request, with vLLM's
+// definitions: times are measured from the moment the request is sent
+// (before connecting, as vLLM's client opens a connection per request).
+//   TTFT: send -> first content chunk
+//   ITL:  gaps between consecutive content chunks
+//   E2E latency: send -> last content chunk
+// A content chunk is a stream event whose first choice carries non-empty
+// text. (vLLM also counts empty ones, e.g. a chat stream's opening
+// role-only delta, which would make TTFT measure only the connection.)
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stream_chunk.h"
+
+namespace tidal::bench {
+
+struct RequestRecord {
+  size_t index = 0;                 // position in the dataset
+  int prompt_len = 0;               // from the dataset; 0 when unknown (text prompts not tokenized)
+  int expected_output_len = 0;      // max_tokens sent
+  double start_s = 0;               // send time, seconds since the benchmark started
+  bool success = false;
+  std::string error;
+  double ttft_s = 0;
+  double latency_s = 0;             // E2E
+  std::vector<double> itl_s;
+  int content_chunks = 0;
+  std::optional<Usage> usage;
+  std::string generated_text;
+
+  // Output tokens as vLLM counts them: the server's usage when it reports a
+  // nonzero count, else (no tokenizer here) the number of content chunks.
+  int output_tokens() const;
+  // Input tokens: the server's usage when reported, else the dataset's count.
+  int input_tokens() const;
+};
+
+// Folds one stream event, received `t_s` seconds after the send, into `r`.
+void record_chunk(RequestRecord& r, const StreamChunk& chunk, double t_s);
+
+// Decides success once the stream has ended cleanly: a request succeeds
+// when it produced content and reported no error.
+void finish_record(RequestRecord& r);
+
+}  // namespace tidal::bench

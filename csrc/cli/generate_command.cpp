@@ -1,0 +1,111 @@
+// `tidal generate`: runs one or more prompts through the engine as one
+// continuous batch and prints the results in prompt order.
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+
+namespace tidal {
+
+namespace {
+
+struct GenerateOptions {
+  ModelOptions model;
+  std::vector<std::string> prompts;
+  int max_tokens = 64;
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int top_k = 0;
+  float min_p = 0.0f;
+  int64_t seed = -1;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  bool json = false;
+  bool stats = false;
+};
+
+struct Result {
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> token_ids;
+  std::string text;
+  std::string finish_reason;
+};
+
+void run_generate(const GenerateOptions& o) {
+  LoadedModel m = load_for_serving(o.model);
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, m.engine_config);
+
+  std::vector<Result> results(o.prompts.size());
+  for (size_t i = 0; i < o.prompts.size(); ++i) {
+    Request r;
+    r.id = std::to_string(i);
+    r.prompt = m.tokenizer->encode(o.prompts[i], m.tokenizer->add_bos_by_default());
+    r.sampling.max_tokens = o.max_tokens;
+    r.sampling.temperature = o.temperature;
+    r.sampling.top_p = o.top_p;
+    r.sampling.top_k = o.top_k;
+    r.sampling.min_p = o.min_p;
+    if (o.seed >= 0) r.sampling.seed = uint64_t(o.seed);
+    r.sampling.stop = o.stop;
+    r.sampling.ignore_eos = o.ignore_eos;
+    results[i].prompt_ids = r.prompt;
+    engine.add_request(std::move(r));
+  }
+  while (engine.has_unfinished()) {
+    for (const RequestOutput& out : engine.step()) {
+      Result& res = results[std::stoul(out.request_id)];
+      for (const CompletionDelta& d : out.deltas) {
+        res.token_ids.insert(res.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
+        res.text += d.text;
+        if (d.finish) res.finish_reason = finish_reason_name(*d.finish);
+      }
+    }
+  }
+
+  for (const Result& res : results) {
+    if (o.json) {
+      nlohmann::json j = {{"prompt_ids", res.prompt_ids},
+                          {"token_ids", res.token_ids},
+                          {"text", res.text},
+                          {"finish_reason", res.finish_reason}};
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << res.text << "\n";
+    }
+  }
+  if (o.stats) {
+    const EngineStats s = engine.stats();
+    std::fprintf(stderr,
+                 "steps=%llu prompt_tokens=%llu generation_tokens=%llu preemptions=%llu "
+                 "prefix_queries=%llu prefix_hits=%llu kv_blocks=%d used_blocks=%d\n",
+                 (unsigned long long)s.steps, (unsigned long long)s.prompt_tokens,
+                 (unsigned long long)s.generation_tokens, (unsigned long long)s.num_preemptions,
+                 (unsigned long long)s.prefix.queries, (unsigned long long)s.prefix.hits, s.num_blocks,
+                 s.num_used_blocks);
+  }
+}
+
+}  // namespace
+
+void register_generate_command(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* cmd = app.add_subcommand("generate", "generate text for one or more prompts (one continuous batch)");
+  add_model_options(*cmd, o->model);
+  cmd->add_option("-p,--prompt", o->prompts, "prompt text (repeat for a batch)")->required();
+  cmd->add_option("-n,--max-tokens", o->max_tokens, "tokens to generate per prompt")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-p", o->top_p)->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-k", o->top_k)->check(CLI::Range(-1, 1 << 30));
+  cmd->add_option("--min-p", o->min_p)->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", o->seed, "random seed (default: nondeterministic per run)");
+  cmd->add_option("--stop", o->stop, "stop string (repeatable)");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
+  cmd->add_flag("--json", o->json, "print one JSON object per prompt: prompt_ids, token_ids, text");
+  cmd->add_flag("--stats", o->stats, "print engine counters to stderr at the end");
+  cmd->callback([o] { run_generate(*o); });
+}
+
+}  // namespace tidal

@@ -1,0 +1,79 @@
+#include "cli/model_options.h"
+
+#include <filesystem>
+#include <random>
+
+#include "core/error.h"
+#include "cpu/cpu_backend.h"
+#include "model/gguf.h"
+#include "model/loader.h"
+
+namespace tidal {
+
+namespace fs = std::filesystem;
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("-m,--model", o.model, "model file (.gguf or llama2.c .bin)")->required();
+  app.add_option("--tokenizer", o.tokenizer,
+                 "tokenizer (.model sentencepiece, llama2.c .bin, or .gguf); default: the GGUF's own, or "
+                 "tokenizer.model / tok512.model / tok512.bin next to the model");
+  app.add_option("-t,--threads", o.threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
+  app.add_flag("--f32", o.f32, "dequantize all weights to F32 at load");
+  app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache size in MiB")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--block-size", o.block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
+  app.add_option("--max-num-seqs", o.max_num_seqs, "sequences per step")->check(CLI::Range(1, 4096));
+  app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "tokens per step")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-model-len", o.max_model_len, "context limit (0 = the model's)")->check(CLI::Range(0, 1 << 22));
+  app.add_flag("--no-prefix-caching", o.no_prefix_caching, "disable prefix caching");
+  app.add_option("--policy", o.policy, "scheduling policy")->check(CLI::IsMember({"fcfs", "priority"}));
+}
+
+namespace {
+
+std::string find_tokenizer(const ModelOptions& o) {
+  if (!o.tokenizer.empty()) return o.tokenizer;
+  const fs::path model(o.model);
+  if (model.extension() == ".gguf") return o.model;
+  for (const char* name : {"tokenizer.model", "tok512.model", "tokenizer.bin", "tok512.bin"}) {
+    const fs::path candidate = model.parent_path() / name;
+    if (fs::exists(candidate)) return candidate.string();
+  }
+  throw Error(ErrorCode::kNotFound, "no tokenizer found next to " + o.model + "; pass --tokenizer");
+}
+
+}  // namespace
+
+LoadedModel load_for_serving(const ModelOptions& o) {
+  LoadedModel m;
+  LoadOptions load;
+  load.dequantize_to_f32 = o.f32;
+  m.model = std::make_unique<Model>(load_model(o.model, load));
+  const std::string tok_path = find_tokenizer(o);
+  m.tokenizer = load_tokenizer(tok_path);
+  if (m.tokenizer->vocab_size() > m.model->config.vocab_size) {
+    throw Error(ErrorCode::kInvalidArgument, "tokenizer " + tok_path + " has " +
+                                                 std::to_string(m.tokenizer->vocab_size()) +
+                                                 " tokens but the model only " +
+                                                 std::to_string(m.model->config.vocab_size));
+  }
+  if (fs::path(o.model).extension() == ".gguf") {
+    m.chat_template = GgufFile::open(o.model)->get_string("tokenizer.chat_template");
+  }
+  m.pool = std::make_unique<ThreadPool>(o.threads);
+  m.backend = std::make_unique<CpuBackend>(*m.pool);
+
+  EngineConfig& e = m.engine_config;
+  e.block_size = o.block_size;
+  e.kv_cache_bytes = size_t(o.kv_cache_mb) << 20;
+  e.enable_prefix_caching = !o.no_prefix_caching;
+  e.scheduler.max_num_seqs = o.max_num_seqs;
+  e.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
+  e.scheduler.max_model_len = o.max_model_len;
+  e.scheduler.priority_policy = o.policy == "priority";
+  // Requests without a seed draw from a stream that differs run to run.
+  e.default_seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+  return m;
+}
+
+}  // namespace tidal

@@ -1,0 +1,242 @@
+// -march=native tunes for Zen here, and GCC's Zen cost model folds a load
+// into every FMA that uses it: each operand of a tile is then re-read R or
+// T times and the kernel is bound by loads at about half its FMA rate.
+// Generic tuning loads each operand into a register once. It comes before
+// the includes because GCC does not inline across differently tuned
+// functions (std::min included; the intrinsics are always_inline).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX2__)
+#pragma GCC target("tune=generic")
+#endif
+
+#include "cpu/dot_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/simd.h"
+
+namespace tidal::cpu {
+
+namespace {
+
+// Token groups are at most this wide; each group size has its own row count
+// so a tile keeps about kLanes accumulators in registers.
+constexpr int kTileTokens = 4;
+
+#if defined(TIDAL_CPU_AVX512)
+
+struct Isa {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  // Rows per tile for a group of t tokens: 16x1 streams rows for GEMV; 4x4
+  // needs 8 loads per 16 FMAs, within one load per FMA.
+  static constexpr int tile_rows(int t) { return t == 1 ? 16 : t == 2 ? 8 : t == 3 ? 5 : 4; }
+
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, V v) { _mm512_store_ps(p, v); }
+
+  // Loads the first n (< kLanes) floats at p, zeros elsewhere; reads nothing past p + n.
+  struct Tail {
+    __mmask16 mask;
+    V load(const float* p) const { return _mm512_maskz_loadu_ps(mask, p); }
+  };
+  static Tail tail(int64_t n) { return {static_cast<__mmask16>((1u << n) - 1)}; }
+
+  // The halving tree of dot_kernels.h.
+  static float hsum(V v) {
+    const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+  }
+
+  // hsum of 16 vectors at once, performing exactly hsum's additions on each:
+  // lane L of the result is hsum(v[slot(L)]).
+  static constexpr int slot(int lane) { return 4 * (lane % 4) + lane / 4; }
+  static V hsum_lanes(const V* v) {
+    V s[8], u[4];
+    for (int i = 0; i < 8; ++i) {  // lane j += lane j+8
+      const V a = v[2 * i], b = v[2 * i + 1];
+      s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    for (int i = 0; i < 4; ++i) {  // lane j += lane j+4
+      const V a = s[2 * i], b = s[2 * i + 1];
+      u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    const V w0 = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),  // lane j += lane j+2
+                               _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const V w1 = _mm512_add_ps(_mm512_shuffle_ps(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_ps(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),  // lane j += lane j+1
+                         _mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+};
+
+#elif defined(TIDAL_CPU_AVX2)
+
+struct Isa {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  // 16 ymm registers: at most 8 accumulators plus the row and token operands.
+  static constexpr int tile_rows(int t) { return t == 1 ? 8 : t == 2 ? 4 : 2; }
+
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+
+  struct Tail {
+    __m256i mask;
+    V load(const float* p) const { return _mm256_maskload_ps(p, mask); }
+  };
+  static Tail tail(int64_t n) { return {tail_mask8(n)}; }
+
+  static float hsum(V v) {
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 c = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+  }
+
+  static constexpr int slot(int lane) { return 2 * (lane % 4) + lane / 4; }
+  static V hsum_lanes(const V* v) {
+    V s[4];
+    for (int i = 0; i < 4; ++i) {  // lane j += lane j+4
+      const V a = v[2 * i], b = v[2 * i + 1];
+      s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    }
+    const V u0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)),  // lane j += lane j+2
+                               _mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const V u1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm256_shuffle_ps(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),  // lane j += lane j+1
+                         _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+};
+
+#endif
+
+#if defined(TIDAL_CPU_AVX512) || defined(TIDAL_CPU_AVX2)
+
+using V = Isa::V;
+constexpr int kLanes = Isa::kLanes;
+
+// R rows x T tokens of dot products, one accumulator each. Rows at or past
+// nr repeat the last valid row so the inner loop has no branches; their
+// results are dropped.
+template <int R, int T>
+void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_t k, float* y, int64_t ys) {
+  static_assert(R * T <= kLanes);
+  const float* wp[R];
+  for (int r = 0; r < R; ++r) wp[r] = w + std::min(r, nr - 1) * ws;
+  V acc[R][T];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) acc[r][t] = Isa::zero();
+  }
+  int64_t i = 0;
+  auto step = [&](auto load) {
+    V wv[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) wv[r] = load(wp[r] + i);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const V xv = load(x + t * xs + i);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[r][t] = Isa::fmadd(wv[r], xv, acc[r][t]);
+    }
+  };
+  for (; i + kLanes <= k; i += kLanes) step([](const float* p) { return Isa::load(p); });
+  if (i < k) {
+    const Isa::Tail tail = Isa::tail(k - i);
+    step([&](const float* p) { return tail.load(p); });
+  }
+
+  V v[kLanes];
+#pragma GCC unroll 16
+  for (int lane = 0; lane < kLanes; ++lane) v[Isa::slot(lane)] = lane < R * T ? acc[lane % R][lane / R] : Isa::zero();
+  alignas(64) float out[kLanes];
+  Isa::store(out, Isa::hsum_lanes(v));
+  if (nr == R) {
+    for (int t = 0; t < T; ++t) std::memcpy(y + t * ys, out + t * R, sizeof(float) * R);
+  } else {
+    for (int t = 0; t < T; ++t) std::memcpy(y + t * ys, out + t * R, sizeof(float) * nr);
+  }
+}
+
+template <int T>
+void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64_t xs, int64_t k, float* y,
+               int64_t ys) {
+  constexpr int R = Isa::tile_rows(T);
+  for (int64_t r = 0; r < n_rows; r += R) {
+    tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys);
+  }
+}
+
+}  // namespace
+
+void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
+               int64_t k, float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+    const float* xt = x + t * x_stride;
+    float* yt = y + t * y_stride;
+    switch (std::min<int64_t>(kTileTokens, n_tokens - t)) {
+      case 1: tile_rows<1>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
+      case 2: tile_rows<2>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
+      case 3: tile_rows<3>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
+      default: tile_rows<4>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
+    }
+  }
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  V acc = Isa::zero();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) acc = Isa::fmadd(Isa::load(a + i), Isa::load(b + i), acc);
+  if (i < n) {
+    const Isa::Tail tail = Isa::tail(n - i);
+    acc = Isa::fmadd(tail.load(a + i), tail.load(b + i), acc);
+  }
+  return Isa::hsum(acc);
+}
+
+float sum(const float* a, int64_t n) {
+  V acc = Isa::zero();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) acc = Isa::add(Isa::load(a + i), acc);
+  if (i < n) acc = Isa::add(Isa::tail(n - i).load(a + i), acc);
+  return Isa::hsum(acc);
+}
+
+#else  // TIDAL_CPU_SCALAR
+
+}  // namespace
+
+void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
+               int64_t k, float* y, int64_t y_stride) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < n_rows; ++r) y[t * y_stride + r] = dot(x + t * x_stride, w + r * w_stride, k);
+  }
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+float sum(const float* a, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t i = 0; i < n; ++i) acc += a[i];
+  return acc;
+}
+
+#endif
+
+}  // namespace tidal::cpu

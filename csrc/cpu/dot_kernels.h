@@ -1,0 +1,26 @@
+// Dot products in the one reduction order the CPU backend uses everywhere
+// (matmul, attention scores, norms), so a result never depends on which
+// tile, batch size or thread produced it:
+//   - lane j of a W-wide accumulator (W = 16 AVX-512, 8 AVX2) sums
+//     a[i]*b[i] for i = j, j+W, j+2W, ... in increasing order, one fused
+//     multiply-add per step; the last partial step reads zeros past n;
+//   - the W lanes are then added as a halving tree (lane j += lane j+W/2,
+//     then j+W/4, ...).
+// The scalar build sums a[i]*b[i] in increasing i instead.
+#pragma once
+
+#include <cstdint>
+
+namespace tidal::cpu {
+
+// y[t*y_stride + r] = dot(x + t*x_stride, w + r*w_stride, k)
+// for r < n_rows and t < n_tokens. Register-tiled over rows and tokens.
+void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
+               int64_t k, float* y, int64_t y_stride);
+
+float dot(const float* a, const float* b, int64_t n);
+
+// Sum of a[0..n) in the dot-product order (equal to dot(a, ones, n)).
+float sum(const float* a, int64_t n);
+
+}  // namespace tidal::cpu

@@ -1,0 +1,164 @@
+#include "engine/async_engine.h"
+
+#include <cstdio>
+#include <exception>
+#include <vector>
+
+namespace tidal {
+
+AsyncEngine::AsyncEngine(LLMEngine& engine, size_t max_waiting)
+    : engine_(engine), max_waiting_(max_waiting), stats_(engine.stats()) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+AsyncEngine::~AsyncEngine() { shutdown(false); }
+
+AsyncEngine::SubmitResult AsyncEngine::submit(Request request, Sink sink) {
+  // Rejections surface here, on the caller's thread, not on the loop.
+  engine_.validate(request);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!accepting_) return SubmitResult::kShuttingDown;
+  if (stats_.num_waiting + incoming_.size() >= max_waiting_) return SubmitResult::kQueueFull;
+  incoming_.emplace_back(std::move(request), std::move(sink));
+  ++in_flight_;
+  wake_.notify_one();
+  return SubmitResult::kAccepted;
+}
+
+void AsyncEngine::abort(const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  aborts_.push_back(request_id);
+  wake_.notify_one();
+}
+
+void AsyncEngine::shutdown(bool drain, std::chrono::milliseconds grace) {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    accepting_ = false;
+    if (drain && !stop_) idle_.wait_for(lock, grace, [this] { return in_flight_ == 0; });
+    stop_ = true;
+    wake_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats AsyncEngine::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  EngineStats s = stats_;
+  s.num_waiting += incoming_.size();
+  return s;
+}
+
+namespace {
+
+// A throwing sink must not take the loop (and every other request) down.
+void call_sink(const AsyncEngine::Sink& sink, const RequestOutput& out) {
+  try {
+    sink(out);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tidal: output sink of %s failed: %s\n", out.request_id.c_str(), e.what());
+  }
+}
+
+}  // namespace
+
+void AsyncEngine::deliver(const RequestOutput& out) {
+  auto it = sinks_.find(out.request_id);
+  if (it == sinks_.end()) return;
+  call_sink(it->second, out);
+  if (!out.finished) return;
+  sinks_.erase(it);
+  request_done();
+}
+
+void AsyncEngine::request_done() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (--in_flight_ == 0) idle_.notify_all();
+}
+
+void AsyncEngine::abort_everything() {
+  std::vector<std::string> ids;
+  ids.reserve(sinks_.size());
+  for (const auto& [id, sink] : sinks_) ids.push_back(id);
+  for (const std::string& id : ids) {
+    std::optional<RequestOutput> out;
+    try {
+      out = engine_.abort_request(id);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tidal: aborting %s failed: %s\n", id.c_str(), e.what());
+    }
+    if (!out) {
+      // The engine lost track of it; the sink still needs its final output.
+      out.emplace();
+      out->request_id = id;
+      out->finished = true;
+    }
+    deliver(*out);
+  }
+}
+
+void AsyncEngine::loop() {
+  for (;;) {
+    std::deque<std::pair<Request, Sink>> incoming;
+    std::deque<std::string> aborts;
+    bool stop;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stop_ || !incoming_.empty() || !aborts_.empty() || engine_.has_unfinished(); });
+      incoming.swap(incoming_);
+      aborts.swap(aborts_);
+      stop = stop_;
+    }
+
+    for (auto& [request, sink] : incoming) {
+      const std::string id = request.id;
+      const int n = request.sampling.n;
+      try {
+        engine_.add_request(std::move(request));
+        sinks_[id] = std::move(sink);
+      } catch (const std::exception& e) {
+        // submit() validated it, so only a clashing id lands here: end the
+        // request at once rather than leave its client waiting.
+        std::fprintf(stderr, "tidal: request %s refused: %s\n", id.c_str(), e.what());
+        RequestOutput out;
+        out.request_id = id;
+        out.finished = true;
+        for (int i = 0; i < n; ++i) {
+          CompletionDelta d;
+          d.index = i;
+          d.finish = FinishReason::kAbort;
+          out.deltas.push_back(std::move(d));
+        }
+        call_sink(sink, out);
+        request_done();
+      }
+    }
+    for (const std::string& id : aborts) {
+      if (!sinks_.count(id)) continue;  // already finished
+      if (std::optional<RequestOutput> out = engine_.abort_request(id)) deliver(*out);
+    }
+
+    if (stop) {
+      abort_everything();
+    } else if (engine_.has_unfinished()) {
+      std::vector<RequestOutput> outputs;
+      try {
+        outputs = engine_.step();
+      } catch (const std::exception& e) {
+        // The step's state is unknown; ending every request keeps clients
+        // from hanging and frees the blocks.
+        std::fprintf(stderr, "tidal: engine step failed: %s\n", e.what());
+        abort_everything();
+      }
+      for (const RequestOutput& out : outputs) deliver(out);
+    }
+
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stats_ = engine_.stats();
+    }
+    if (stop) return;
+  }
+}
+
+}  // namespace tidal

@@ -1,0 +1,287 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "engine/model_runner.h"
+#include "engine/output_text.h"
+
+namespace tidal {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+// One completion of a request (a request with n > 1 has n of them).
+struct Choice {
+  Choice(const Tokenizer& tokenizer, const SamplingParams& params, int32_t last_prompt_token)
+      : text(tokenizer, params.stop, last_prompt_token) {}
+  std::unique_ptr<Sequence> seq;
+  OutputText text;
+  uint64_t seed = 0;
+  bool finished = false;
+};
+
+class RequestState {
+ public:
+  Request request;
+  std::vector<std::unique_ptr<Choice>> choices;  // n > 1: the rest are forked after prefill
+  int num_finished = 0;
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;
+  Clock::time_point arrival = Clock::now();
+  double queue_seconds = -1.0;
+  bool queue_time_reported = false;
+  bool scheduled_once = false;
+  bool all_done() const { return num_finished == request.sampling.n; }
+};
+
+LLMEngine::LLMEngine(const Model& model, const Tokenizer& tokenizer, Backend& backend, const EngineConfig& config)
+    : model_(model), tokenizer_(tokenizer), scheduler_config_(config.scheduler), default_seed_(config.default_seed) {
+  const ModelConfig& mc = model.config;
+  KvCacheShape shape;
+  shape.n_layers = mc.n_layers;
+  shape.n_kv_heads = mc.n_kv_heads;
+  shape.head_dim = mc.head_dim;
+  shape.block_size = config.block_size;
+  shape.num_blocks = config.num_kv_blocks > 0
+                         ? config.num_kv_blocks
+                         : int(config.kv_cache_bytes / (shape.bytes_per_token() * size_t(config.block_size)));
+  if (shape.num_blocks < 1) throw Error(ErrorCode::kInvalidArgument, "KV cache too small for one block");
+  if (scheduler_config_.max_model_len <= 0) scheduler_config_.max_model_len = mc.max_seq_len;
+  // A sequence longer than the whole pool could never run; cap the context.
+  scheduler_config_.max_model_len = std::min(scheduler_config_.max_model_len, shape.num_blocks * shape.block_size);
+  kv_ = std::make_unique<KvCache>(shape);
+  blocks_ = std::make_unique<BlockManager>(shape.num_blocks, shape.block_size, config.enable_prefix_caching);
+  scheduler_ = std::make_unique<Scheduler>(scheduler_config_, *blocks_);
+  runner_ = std::make_unique<ModelRunner>(model, backend, *kv_);
+}
+
+LLMEngine::~LLMEngine() = default;
+
+void LLMEngine::validate(const Request& r) const {
+  auto fail = [](const std::string& msg) { throw Error(ErrorCode::kInvalidArgument, msg); };
+  const SamplingParams& p = r.sampling;
+  const int max_len = scheduler_config_.max_model_len;
+  if (r.prompt.empty()) fail("prompt must contain at least one token");
+  for (int32_t id : r.prompt) {
+    if (id < 0 || id >= model_.config.vocab_size) fail("prompt token id " + std::to_string(id) + " is out of vocabulary");
+  }
+  if (p.max_tokens < 1) fail("max_tokens must be at least 1");
+  if (p.n < 1 || p.n > 128) fail("n must be between 1 and 128");
+  if (int64_t(r.prompt.size()) + p.max_tokens > max_len) {
+    fail("This model's maximum context length is " + std::to_string(max_len) + " tokens. However, you requested " +
+         std::to_string(int64_t(r.prompt.size()) + p.max_tokens) + " tokens (" + std::to_string(r.prompt.size()) +
+         " in the prompt, " + std::to_string(p.max_tokens) + " in the completion).");
+  }
+  if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) fail("temperature must be a finite number >= 0");
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("top_p must be in (0, 1]");
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("min_p must be in [0, 1]");
+  if (p.top_k < -1) fail("top_k must be -1 (off), 0 (off) or positive");
+  if (!(std::fabs(p.presence_penalty) <= 2.0f)) fail("presence_penalty must be in [-2, 2]");
+  if (!(std::fabs(p.frequency_penalty) <= 2.0f)) fail("frequency_penalty must be in [-2, 2]");
+  if (p.logprobs > 20) fail("logprobs must be at most 20");
+}
+
+void LLMEngine::add_request(Request request) {
+  validate(request);
+  if (requests_.count(request.id)) throw Error(ErrorCode::kInvalidArgument, "duplicate request id " + request.id);
+  auto state = std::make_unique<RequestState>();
+  state->request = std::move(request);
+  const Request& r = state->request;
+  const uint64_t base_seed = r.sampling.seed ? *r.sampling.seed : mix64(default_seed_ ^ mix64(uint64_t(next_seq_id_)));
+  auto choice = std::make_unique<Choice>(tokenizer_, r.sampling, r.prompt.back());
+  choice->seed = mix64(base_seed);
+  choice->seq = std::make_unique<Sequence>();
+  Sequence& seq = *choice->seq;
+  seq.id = next_seq_id_++;
+  seq.arrival = seq.id;
+  seq.priority = r.priority;
+  seq.tokens = r.prompt;
+  seq.prompt_len = int(r.prompt.size());
+  owner_of_seq_[seq.id] = state.get();
+  scheduler_->add(&seq);
+  state->choices.push_back(std::move(choice));
+  prompt_tokens_ += r.prompt.size();
+  requests_[r.id] = std::move(state);
+}
+
+std::optional<RequestOutput> LLMEngine::abort_request(const std::string& id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return std::nullopt;
+  RequestState& st = *it->second;
+  RequestOutput out;
+  out.request_id = id;
+  out.prompt_tokens = int(st.request.prompt.size());
+  out.completion_tokens = st.completion_tokens;
+  out.cached_prompt_tokens = st.cached_prompt_tokens;
+  out.finished = true;
+  for (size_t i = 0; i < st.choices.size(); ++i) {
+    Choice& c = *st.choices[i];
+    if (c.finished) continue;
+    scheduler_->finish(c.seq.get());
+    owner_of_seq_.erase(c.seq->id);
+    CompletionDelta d;
+    d.index = int(i);
+    d.finish = FinishReason::kAbort;
+    out.deltas.push_back(std::move(d));
+  }
+  requests_.erase(it);
+  return out;
+}
+
+std::vector<RequestOutput> LLMEngine::step() {
+  SchedulerOutput sched = scheduler_->schedule();
+  if (sched.empty()) return {};
+  ++steps_;
+
+  const auto now = Clock::now();
+  for (const ScheduledSeq& s : sched.scheduled) {
+    RequestState* st = owner_of_seq_.at(s.seq->id);
+    if (!st->scheduled_once) {
+      st->scheduled_once = true;
+      st->cached_prompt_tokens = s.seq->num_computed;
+      st->queue_seconds = std::chrono::duration<double>(now - st->arrival).count();
+    }
+  }
+
+  std::vector<float>& logits = runner_->run(sched);
+  scheduler_->update(sched);
+
+  std::vector<RequestOutput> outputs;
+  std::unordered_map<RequestState*, size_t> output_of;
+  auto output_for = [&](RequestState* st) -> RequestOutput& {
+    auto [it, inserted] = output_of.try_emplace(st, outputs.size());
+    if (inserted) {
+      outputs.emplace_back();
+      outputs.back().request_id = st->request.id;
+    }
+    return outputs[it->second];
+  };
+
+  const int vocab = runner_->vocab_size();
+  const std::vector<int32_t> extra_stops = tokenizer_.extra_stop_ids();
+  std::vector<float> scratch;
+  int row = 0;
+  for (const ScheduledSeq& s : sched.scheduled) {
+    if (!s.sample) continue;
+    float* row_logits = logits.data() + size_t(row++) * vocab;
+    RequestState* st = owner_of_seq_.at(s.seq->id);
+    const SamplingParams& params = st->request.sampling;
+
+    // The first sample of a request with n > 1 forks the other choices off
+    // the prompt's KV blocks (copy-on-write) and draws all n first tokens
+    // from the same logits.
+    std::vector<Choice*> targets;
+    auto find_choice = [&](const Sequence* seq) {
+      for (auto& c : st->choices)
+        if (c->seq.get() == seq) return c.get();
+      return static_cast<Choice*>(nullptr);
+    };
+    targets.push_back(find_choice(s.seq));
+    if (params.n > 1 && int(st->choices.size()) < params.n) {
+      const Sequence& parent = *s.seq;
+      while (int(st->choices.size()) < params.n) {
+        const int index = int(st->choices.size());
+        auto child = std::make_unique<Choice>(tokenizer_, params, st->request.prompt.back());
+        child->seed = mix64(st->choices[0]->seed + uint64_t(index));
+        child->seq = std::make_unique<Sequence>();
+        Sequence& cs = *child->seq;
+        cs.id = next_seq_id_++;
+        cs.arrival = parent.arrival;
+        cs.priority = parent.priority;
+        cs.tokens = parent.tokens;
+        cs.prompt_len = parent.prompt_len;
+        scheduler_->fork(parent, &cs);
+        owner_of_seq_[cs.id] = st;
+        targets.push_back(child.get());
+        st->choices.push_back(std::move(child));
+      }
+    }
+    if (targets.size() > 1) scratch.assign(row_logits, row_logits + vocab);
+
+    for (size_t t = 0; t < targets.size(); ++t) {
+      Choice& c = *targets[t];
+      Sequence& seq = *c.seq;
+      if (t > 0) std::copy(scratch.begin(), scratch.end(), row_logits);
+      std::span<const int32_t> generated(seq.tokens.data() + seq.prompt_len, size_t(seq.num_generated()));
+      SampleResult r = sample_token(std::span<float>(row_logits, size_t(vocab)), params, generated, c.seed,
+                                    uint64_t(seq.num_generated()));
+      seq.tokens.push_back(r.token);
+      ++generation_tokens_;
+      ++st->completion_tokens;
+
+      CompletionDelta d;
+      for (size_t i = 0; i < st->choices.size(); ++i)
+        if (st->choices[i].get() == &c) d.index = int(i);
+      d.token_ids.push_back(r.token);
+      if (params.logprobs >= 0) {
+        d.logprobs.push_back(r.logprob);
+        d.top_logprobs.push_back(std::move(r.top));
+      }
+      const bool eos_like = !params.ignore_eos &&
+                            (r.token == tokenizer_.eos_id() ||
+                             std::find(extra_stops.begin(), extra_stops.end(), r.token) != extra_stops.end());
+      const bool stop_id = eos_like || std::find(params.stop_token_ids.begin(), params.stop_token_ids.end(),
+                                                 r.token) != params.stop_token_ids.end();
+      if (!stop_id) d.text = c.text.push(r.token);
+      if (stop_id || c.text.stopped()) {
+        d.finish = FinishReason::kStop;
+        d.stop_reason = c.text.matched();
+      } else if (seq.num_generated() >= params.max_tokens || int(seq.tokens.size()) >= max_model_len()) {
+        d.finish = FinishReason::kLength;
+      }
+      if (d.finish) {
+        d.text += c.text.finish();
+        c.finished = true;
+        ++st->num_finished;
+        scheduler_->finish(&seq);
+        owner_of_seq_.erase(seq.id);
+      }
+      output_for(st).deltas.push_back(std::move(d));
+    }
+  }
+
+  for (RequestOutput& out : outputs) {
+    RequestState& st = *requests_.at(out.request_id);
+    out.prompt_tokens = int(st.request.prompt.size());
+    out.completion_tokens = st.completion_tokens;
+    out.cached_prompt_tokens = st.cached_prompt_tokens;
+    if (!st.queue_time_reported) {
+      st.queue_time_reported = true;
+      out.queue_seconds = st.queue_seconds;
+    }
+    out.finished = st.all_done();
+  }
+  for (const RequestOutput& out : outputs)
+    if (out.finished) requests_.erase(out.request_id);
+  return outputs;
+}
+
+EngineStats LLMEngine::stats() const {
+  EngineStats s;
+  s.num_running = scheduler_->num_running();
+  s.num_waiting = scheduler_->num_waiting();
+  s.num_blocks = blocks_->num_blocks();
+  s.num_used_blocks = blocks_->num_used_blocks();
+  s.kv_usage = blocks_->usage();
+  s.prefix = blocks_->prefix_stats();
+  s.num_preemptions = scheduler_->num_preemptions();
+  s.prompt_tokens = prompt_tokens_;
+  s.generation_tokens = generation_tokens_;
+  s.steps = steps_;
+  return s;
+}
+
+}  // namespace tidal

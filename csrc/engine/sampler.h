@@ -1,0 +1,34 @@
+// Turns one row of logits into a token. Randomness is counter-based: the
+// draw for a sequence's k-th generated token depends only on (seed, k), so a
+// sequence gives the same output alone, in any batch, and after preemption.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "engine/sampling_params.h"
+
+namespace tidal {
+
+struct TokenLogprob {
+  int32_t id;
+  float logprob;
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;              // log-softmax of the raw logits at `token`
+  std::vector<TokenLogprob> top;     // the params.logprobs most likely tokens, when asked
+};
+
+// Samples from `logits` (modified in place). `output_tokens` are the tokens
+// generated so far (for presence/frequency penalties); `step` is how many
+// have been generated; `seed` identifies the sequence's random stream.
+SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
+                          std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step);
+
+// A uniform double in [0, 1) from (seed, step): splitmix64-based, stateless.
+double uniform_from(uint64_t seed, uint64_t step);
+
+}  // namespace tidal

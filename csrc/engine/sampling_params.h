@@ -1,0 +1,27 @@
+// Per-request decoding controls, with the meaning the OpenAI API and vLLM give them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tidal {
+
+struct SamplingParams {
+  float temperature = 1.0f;   // 0 = greedy
+  float top_p = 1.0f;         // nucleus mass, (0, 1]
+  int top_k = 0;              // 0 or -1 = off
+  float min_p = 0.0f;         // drop tokens with p < min_p * p_max
+  float presence_penalty = 0.0f;   // OpenAI: subtract once per token already generated
+  float frequency_penalty = 0.0f;  // OpenAI: subtract per occurrence in the output
+  std::optional<uint64_t> seed;    // same seed => same output, whatever the batch
+  int max_tokens = 16;
+  std::vector<std::string> stop;         // stop strings (excluded from the output)
+  std::vector<int32_t> stop_token_ids;   // extra ids that end generation
+  bool ignore_eos = false;
+  int n = 1;                  // independent completions of one prompt
+  int logprobs = -1;          // -1: none; 0: sampled token's; k: also the top k
+};
+
+}  // namespace tidal

@@ -1,0 +1,44 @@
+#include "server/generation.h"
+#include "server/handlers.h"
+#include "server/openai_schema.h"
+#include "server/prompt_encoding.h"
+
+namespace tidal {
+
+namespace {
+
+// The legacy completions API's default (OpenAI and vLLM alike).
+constexpr int64_t kDefaultMaxTokens = 16;
+
+}  // namespace
+
+void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  const CompletionRequest req = parse_completion_request(parse_json_object(exchange->request().body()));
+  ctx.check_model(req.options.model);
+
+  GenerationPlan plan;
+  plan.kind = ApiKind::kCompletion;
+  plan.stream = req.options.stream;
+  plan.include_usage = req.options.include_usage;
+  plan.logprobs = req.logprobs >= 0;
+  plan.prompt_param = "prompt";
+  for (const PromptInput& p : req.prompts) {
+    Request r;
+    // Token-id prompts are taken as they are, BOS or not (as vLLM does).
+    r.prompt = p.is_ids ? p.ids : encode_text_prompt(ctx.tokenizer, p.text, req.add_special_tokens);
+    if (r.prompt.empty()) {
+      throw invalid_request("The prompt encodes to no tokens (and the model has no BOS token to start from).",
+                            "prompt", "invalid_value");
+    }
+    r.sampling = req.options.sampling;
+    r.sampling.max_tokens =
+        resolve_max_tokens(ctx, req.options.max_tokens, kDefaultMaxTokens, r.prompt.size(), plan.prompt_param);
+    std::string echo;
+    if (req.echo) echo = p.is_ids ? ctx.tokenizer.decode(p.ids) : p.text;
+    plan.echo.push_back(std::move(echo));
+    plan.requests.push_back(std::move(r));
+  }
+  run_generation(ctx, std::move(exchange), std::move(plan));
+}
+
+}  // namespace tidal

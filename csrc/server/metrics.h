@@ -1,0 +1,55 @@
+// Server metrics in Prometheus text format, named after vLLM's (with the
+// `tidal:` prefix) so that dashboards and benchmark tools written for vLLM
+// read them unchanged. Gauges and engine counters come from an EngineStats
+// snapshot at scrape time; latencies and token counts are observed per
+// request by the serving code, from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/request.h"
+
+namespace tidal {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> upper_bounds);
+  void observe(double value);
+  // Appends the _bucket/_sum/_count lines; `labels` is `k="v"` text (no braces).
+  void render(std::string& out, std::string_view name, std::string_view help, std::string_view labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  mutable std::mutex mutex_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative; the last one is +Inf
+  double sum_ = 0.0;
+  uint64_t count_ = 0;
+};
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(std::string model_name);
+
+  Histogram time_to_first_token;
+  Histogram inter_token_latency;
+  Histogram e2e_request_latency;
+  Histogram request_queue_time;
+  std::atomic<uint64_t> prompt_tokens{0};
+  std::atomic<uint64_t> generation_tokens{0};
+  void count_finished(FinishReason reason) { finished_[size_t(reason)]++; }
+
+  std::string render(const EngineStats& stats) const;
+
+ private:
+  std::string labels_;  // model_name="..."
+  std::array<std::atomic<uint64_t>, 3> finished_{};  // by FinishReason
+};
+
+}  // namespace tidal

@@ -1,0 +1,108 @@
+#include "server/openai_router.h"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "server/auth.h"
+#include "server/handlers.h"
+#include "server/json_text.h"
+
+namespace tidal {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+using Endpoint = void (*)(ServingContext&, std::shared_ptr<Exchange>);
+
+struct Route {
+  const char* path;
+  http::verb method;
+  Endpoint endpoint;
+};
+
+void health(ServingContext&, std::shared_ptr<Exchange> exchange) { exchange->reply(200, "", "text/plain"); }
+
+void metrics(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  exchange->reply(200, ctx.metrics.render(ctx.engine.stats()), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+nlohmann::json model_card(const ServingContext& ctx, const std::string& name) {
+  return {{"id", name},
+          {"object", "model"},
+          {"created", ctx.created},
+          {"owned_by", "tidal"},
+          {"root", ctx.model_name()},
+          {"parent", nullptr},
+          {"max_model_len", ctx.max_model_len}};
+}
+
+void list_models(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const std::string& name : ctx.model_names) data.push_back(model_card(ctx, name));
+  exchange->reply(200, json_text({{"object", "list"}, {"data", std::move(data)}}));
+}
+
+const Route kRoutes[] = {
+    {"/v1/completions", http::verb::post, handle_completions},
+    {"/v1/chat/completions", http::verb::post, handle_chat_completions},
+    {"/v1/models", http::verb::get, list_models},
+    {"/tokenize", http::verb::post, handle_tokenize},
+    {"/detokenize", http::verb::post, handle_detokenize},
+    {"/health", http::verb::get, health},
+    {"/metrics", http::verb::get, metrics},
+};
+
+constexpr std::string_view kModelPrefix = "/v1/models/";
+
+ApiError invalid_url(const HttpRequest& request, const std::string& path) {
+  const auto method = request.method_string();
+  return ApiError(404, "Invalid URL (" + std::string(method.data(), method.size()) + " " + path + ")",
+                  "invalid_request_error", "", "not_found");
+}
+
+}  // namespace
+
+void OpenAiRouter::operator()(const std::shared_ptr<Exchange>& exchange) const {
+  const auto target = exchange->request().target();
+  const std::string path(target.data(), std::min(target.size(), target.find('?')));
+  try {
+    // Before routing: without the key nothing is revealed, not even which paths exist.
+    if (!authorized(exchange->request(), api_key_)) throw unauthorized();
+    dispatch(exchange, path);
+  } catch (const ApiError& e) {
+    exchange->reply_error(e);
+  } catch (const Error& e) {
+    const bool client_fault = e.code() == ErrorCode::kInvalidArgument || e.code() == ErrorCode::kUnsupported;
+    if (!client_fault) std::fprintf(stderr, "tidal: %s failed: %s\n", path.c_str(), e.what());
+    exchange->reply_error(client_fault ? invalid_request(e.what()) : server_error(e.what()));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tidal: %s failed: %s\n", path.c_str(), e.what());
+    exchange->reply_error(server_error("Internal server error."));
+  }
+}
+
+void OpenAiRouter::dispatch(const std::shared_ptr<Exchange>& exchange, const std::string& path) const {
+  const HttpRequest& request = exchange->request();
+  if (path.size() > kModelPrefix.size() && path.compare(0, kModelPrefix.size(), kModelPrefix) == 0) {
+    if (request.method() != http::verb::get) {
+      return exchange->reply_error(ApiError(405, "Method not allowed.", "invalid_request_error"), {{"Allow", "GET"}});
+    }
+    const std::string id = path.substr(kModelPrefix.size());
+    ctx_.check_model(id);
+    return exchange->reply(200, json_text(model_card(ctx_, id)));
+  }
+  for (const Route& route : kRoutes) {
+    if (path != route.path) continue;
+    if (request.method() != route.method) {
+      const auto allowed = http::to_string(route.method);
+      return exchange->reply_error(ApiError(405, "Method not allowed.", "invalid_request_error"),
+                                   {{"Allow", std::string(allowed.data(), allowed.size())}});
+    }
+    return route.endpoint(ctx_, exchange);
+  }
+  throw invalid_url(request, path);
+}
+
+}  // namespace tidal

@@ -1,0 +1,69 @@
+// Continuous batching in the style of vLLM's v1 scheduler: every step gives
+// each sequence a number of tokens to compute (a prefill chunk or one decode
+// token) within a token budget. Running sequences go first; waiting ones are
+// admitted while blocks and budget last. When a running sequence cannot get a
+// block, the lowest-priority running sequence is preempted: its blocks are
+// freed and it goes back to the front of the queue to be recomputed later.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "kv/block_manager.h"
+#include "scheduler/sequence.h"
+
+namespace tidal {
+
+struct SchedulerConfig {
+  int max_num_seqs = 64;              // sequences per step
+  int max_num_batched_tokens = 2048;  // tokens per step (prefill chunks + decodes)
+  int max_model_len = 0;              // prompt + output limit per sequence (0: the model's context)
+  bool priority_policy = false;       // order waiting queue by (priority, arrival) instead of FCFS
+};
+
+struct ScheduledSeq {
+  Sequence* seq;
+  int num_new_tokens;  // tokens [num_computed, num_computed + num_new_tokens) run this step
+  bool sample;         // this chunk reaches the end of the sequence: a token is sampled
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledSeq> scheduled;
+  std::vector<BlockCopy> block_copies;  // copy-on-write, to perform before the forward
+  std::vector<Sequence*> preempted;     // moved back to waiting this step
+  int num_batched_tokens = 0;
+  bool empty() const { return scheduled.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, BlockManager& blocks);
+
+  void add(Sequence* seq);                 // enters the waiting queue
+  SchedulerOutput schedule();
+  // After the forward: advances num_computed of every scheduled sequence and
+  // registers newly full blocks in the prefix cache.
+  void update(const SchedulerOutput& out);
+  // Puts `child` (a fork of running `parent`, same tokens) into running,
+  // sharing the parent's blocks copy-on-write.
+  void fork(const Sequence& parent, Sequence* child);
+  // Removes a sequence (finished or aborted) and frees its blocks.
+  void finish(Sequence* seq);
+
+  size_t num_waiting() const { return waiting_.size(); }
+  size_t num_running() const { return running_.size(); }
+  uint64_t num_preemptions() const { return num_preemptions_; }
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  void preempt(Sequence* seq);
+
+  SchedulerConfig config_;
+  BlockManager& blocks_;
+  std::deque<Sequence*> waiting_;
+  std::vector<Sequence*> running_;
+  uint64_t num_preemptions_ = 0;
+};
+
+}  // namespace tidal

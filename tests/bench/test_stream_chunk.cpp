@@ -1,0 +1,97 @@
+// Reading OpenAI-style stream events and folding them into a request timeline.
+#include <gtest/gtest.h>
+
+#include "request_record.h"
+#include "stream_chunk.h"
+
+using namespace tidal::bench;
+
+TEST(StreamChunk, CompletionText) {
+  const auto c = parse_stream_chunk(R"({"choices":[{"index":0,"text":"Hi","finish_reason":null}]})", Endpoint::completions);
+  EXPECT_EQ(c.content, "Hi");
+  EXPECT_FALSE(c.usage);
+  EXPECT_FALSE(c.error);
+  EXPECT_FALSE(c.done);
+}
+
+TEST(StreamChunk, ChatDeltaContentAndRoleOnlyDelta) {
+  EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"content":"yo"}}]})", Endpoint::chat).content, "yo");
+  EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"role":"assistant","content":""}}]})", Endpoint::chat).content,
+            "");
+  EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"content":null}}]})", Endpoint::chat).content, "");
+}
+
+TEST(StreamChunk, UsageChunkWithEmptyChoices) {
+  const auto c = parse_stream_chunk(R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}})",
+                                    Endpoint::completions);
+  ASSERT_TRUE(c.usage);
+  EXPECT_EQ(c.usage->prompt_tokens, 5);
+  EXPECT_EQ(c.usage->completion_tokens, 7);
+  EXPECT_EQ(c.content, "");
+}
+
+TEST(StreamChunk, NullUsageIsNoUsage) {
+  EXPECT_FALSE(parse_stream_chunk(R"({"choices":[{"text":"a"}],"usage":null})", Endpoint::completions).usage);
+}
+
+TEST(StreamChunk, DoneErrorAndGarbage) {
+  EXPECT_TRUE(parse_stream_chunk("[DONE]", Endpoint::chat).done);
+  EXPECT_EQ(*parse_stream_chunk(R"({"error":{"message":"boom","type":"x"}})", Endpoint::chat).error, "boom");
+  EXPECT_TRUE(parse_stream_chunk("{not json", Endpoint::chat).error);
+}
+
+TEST(RequestRecord, TimelineFromChunks) {
+  RequestRecord r;
+  auto text = [](const char* s) {
+    StreamChunk c;
+    c.content = s;
+    return c;
+  };
+  record_chunk(r, StreamChunk{}, 0.05);  // e.g. a role-only delta: not content
+  record_chunk(r, text("a"), 0.10);
+  record_chunk(r, text("b"), 0.13);
+  record_chunk(r, text("c"), 0.20);
+  StreamChunk usage;
+  usage.usage = Usage{4, 3};
+  record_chunk(r, usage, 0.21);
+  finish_record(r);
+  EXPECT_TRUE(r.success);
+  EXPECT_DOUBLE_EQ(r.ttft_s, 0.10);
+  EXPECT_DOUBLE_EQ(r.latency_s, 0.20);
+  ASSERT_EQ(r.itl_s.size(), 2u);
+  EXPECT_NEAR(r.itl_s[0], 0.03, 1e-12);
+  EXPECT_NEAR(r.itl_s[1], 0.07, 1e-12);
+  EXPECT_EQ(r.generated_text, "abc");
+  EXPECT_EQ(r.output_tokens(), 3);
+  EXPECT_EQ(r.input_tokens(), 4);
+}
+
+TEST(RequestRecord, CountsChunksWithoutUsage) {
+  RequestRecord r;
+  r.prompt_len = 9;
+  StreamChunk c;
+  c.content = "x";
+  record_chunk(r, c, 0.1);
+  record_chunk(r, c, 0.2);
+  finish_record(r);
+  EXPECT_EQ(r.output_tokens(), 2);
+  EXPECT_EQ(r.input_tokens(), 9);
+}
+
+TEST(RequestRecord, NoContentOrErrorFails) {
+  RequestRecord empty;
+  finish_record(empty);
+  EXPECT_FALSE(empty.success);
+  EXPECT_FALSE(empty.error.empty());
+
+  RequestRecord errored;
+  StreamChunk c;
+  c.content = "x";
+  record_chunk(errored, c, 0.1);
+  StreamChunk e;
+  e.error = "engine died";
+  record_chunk(errored, e, 0.2);
+  finish_record(errored);
+  EXPECT_FALSE(errored.success);
+  EXPECT_EQ(errored.error, "engine died");
+}

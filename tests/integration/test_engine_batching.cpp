@@ -1,0 +1,199 @@
+// Continuous batching must not change what a sequence generates: alone or
+// in a batch, in chunks, after preemption, from the prefix cache, or forked.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "support/test_models.h"
+
+namespace tidal::test {
+namespace {
+
+const std::vector<std::string> kPrompts = {
+    "Once upon a time",
+    "Lily and Tom went to the park. They saw a big dog",
+    "The little bird was sad because",
+    "One day, a boy named Tim found a shiny stone in the garden. He picked it up and",
+    "Sam liked to eat apples",
+    "There was a big red car",
+    "The cat and the dog were friends. Every morning they",
+    "Mom said"};
+
+std::vector<Request> greedy_requests(const Tokenizer& tok, int max_tokens) {
+  std::vector<Request> rs;
+  for (size_t i = 0; i < kPrompts.size(); ++i)
+    rs.push_back(greedy_request("r" + std::to_string(i), tok.encode(kPrompts[i], true), max_tokens));
+  return rs;
+}
+
+std::vector<Generated> one_at_a_time(TestModel& m, const EngineConfig& config, const std::vector<Request>& rs) {
+  std::vector<Generated> out;
+  for (const Request& r : rs) {
+    LLMEngine engine(*m.model, *m.tokenizer, *m.backend, config);
+    out.push_back(run_all(engine, {r})[0]);
+  }
+  return out;
+}
+
+void expect_same_tokens(const std::vector<Generated>& a, const std::vector<Generated>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << "request " << i;
+}
+
+void expect_no_leak(const LLMEngine& engine) {
+  EXPECT_FALSE(engine.has_unfinished());
+  EXPECT_EQ(engine.stats().num_used_blocks, 0);
+}
+
+TEST(EngineBatching, BatchEqualsOneAtATime) {
+  TestModel m = load_stories();
+  const auto rs = greedy_requests(*m.tokenizer, 96);
+  const auto alone = one_at_a_time(m, small_engine_config(), rs);
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  expect_same_tokens(run_all(engine, rs), alone);
+  expect_no_leak(engine);
+}
+
+TEST(EngineBatching, ChunkedPrefillEqualsWholePrefill) {
+  TestModel m = load_stories();
+  const auto rs = greedy_requests(*m.tokenizer, 40);
+  EngineConfig whole = small_engine_config();
+  EngineConfig chunked = small_engine_config();
+  chunked.scheduler.max_num_batched_tokens = 7;  // prompts are split into many chunks
+  LLMEngine a(*m.model, *m.tokenizer, *m.backend, whole);
+  LLMEngine b(*m.model, *m.tokenizer, *m.backend, chunked);
+  expect_same_tokens(run_all(a, rs), run_all(b, rs));
+  expect_no_leak(b);
+}
+
+TEST(EngineBatching, PreemptionByRecomputeGivesIdenticalTokens) {
+  TestModel m = load_stories();
+  const auto rs = greedy_requests(*m.tokenizer, 120);
+  LLMEngine roomy(*m.model, *m.tokenizer, *m.backend, small_engine_config(512));
+  // 8 sequences of up to ~140 tokens need ~80 blocks; 16 blocks force
+  // repeated preemption while still fitting any single sequence.
+  EngineConfig tiny = small_engine_config(16);
+  LLMEngine cramped(*m.model, *m.tokenizer, *m.backend, tiny);
+  expect_same_tokens(run_all(cramped, rs), run_all(roomy, rs));
+  EXPECT_GT(cramped.stats().num_preemptions, 0u);
+  expect_no_leak(cramped);
+}
+
+TEST(EngineBatching, PrefixCachingOnOffIdenticalAndHits) {
+  TestModel m = load_stories();
+  // Prompts sharing a 40-token prefix: the later ones reuse its full blocks.
+  const std::string shared =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her "
+      "friends. One day";
+  std::vector<Request> rs;
+  for (int i = 0; i < 6; ++i) {
+    rs.push_back(greedy_request("p" + std::to_string(i),
+                                m.tokenizer->encode(shared + " " + kPrompts[i], true), 32));
+  }
+  EngineConfig off = small_engine_config();
+  off.enable_prefix_caching = false;
+  LLMEngine cached(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  LLMEngine plain(*m.model, *m.tokenizer, *m.backend, off);
+  // One at a time through the caching engine, so later requests find the
+  // blocks the earlier ones left behind.
+  std::vector<Generated> with_cache;
+  for (const Request& r : rs) with_cache.push_back(run_all(cached, {r})[0]);
+  expect_same_tokens(with_cache, run_all(plain, rs));
+  const PrefixCacheStats s = cached.stats().prefix;
+  EXPECT_GT(s.hits, 0u);
+  EXPECT_GE(s.hits, 5u * 16u);  // each of the 5 later prompts reuses at least one full block
+  EXPECT_EQ(plain.stats().prefix.hits, 0u);
+  expect_no_leak(cached);
+}
+
+TEST(EngineBatching, ForkedChoicesShareThePromptCopyOnWrite) {
+  TestModel m = load_stories();
+  Request r = greedy_request("n", m.tokenizer->encode(kPrompts[1], true), 30);
+  r.sampling.n = 3;
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  const auto single = run_all(engine, {greedy_request("one", r.prompt, 30)})[0];
+  const auto forked = run_all(engine, {r});
+  ASSERT_EQ(forked.size(), 3u);
+  for (const Generated& g : forked) EXPECT_EQ(g.tokens, single.tokens);  // greedy: all choices agree
+  expect_no_leak(engine);
+}
+
+TEST(EngineBatching, SeededSamplingIsBatchIndependent) {
+  TestModel m = load_stories();
+  std::vector<Request> rs;
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    Request r;
+    r.id = "s" + std::to_string(i);
+    r.prompt = m.tokenizer->encode(kPrompts[i], true);
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_p = 0.95f;
+    r.sampling.seed = 1000 + i;
+    r.sampling.max_tokens = 48;
+    r.sampling.ignore_eos = true;
+    rs.push_back(r);
+  }
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  expect_same_tokens(run_all(engine, rs), one_at_a_time(m, small_engine_config(), rs));
+  // n = 2 with a seed: the choices differ from each other but repeat exactly.
+  Request two = rs[0];
+  two.id = "two";
+  two.sampling.n = 2;
+  const auto first = run_all(engine, {two});
+  const auto again = run_all(engine, {two});
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].tokens, again[0].tokens);
+  EXPECT_EQ(first[1].tokens, again[1].tokens);
+  EXPECT_NE(first[0].tokens, first[1].tokens);
+}
+
+TEST(EngineBatching, StopsOnStopStringsAndMaxTokens) {
+  TestModel m = load_stories();
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  Request free_run = greedy_request("a", m.tokenizer->encode("Once upon a time", true), 64);
+  const Generated full = run_all(engine, {free_run})[0];
+  EXPECT_EQ(full.finish, "length");
+  EXPECT_EQ(full.tokens.size(), 64u);
+  // Stop at the first occurrence of a word the free run produces.
+  const std::string word = "Lily";
+  const size_t at = full.text.find(word);
+  ASSERT_NE(at, std::string::npos) << full.text;
+  Request stopped = free_run;
+  stopped.id = "b";
+  stopped.sampling.stop = {word};
+  const Generated g = run_all(engine, {stopped})[0];
+  EXPECT_EQ(g.finish, "stop");
+  EXPECT_EQ(g.text, full.text.substr(0, at));
+  expect_no_leak(engine);
+}
+
+TEST(EngineBatching, AbortFreesBlocksAtOnce) {
+  TestModel m = load_stories();
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  for (int i = 0; i < 4; ++i) engine.add_request(greedy_request("x" + std::to_string(i), m.tokenizer->encode(kPrompts[i], true), 100));
+  for (int i = 0; i < 5; ++i) engine.step();
+  EXPECT_GT(engine.stats().num_used_blocks, 0);
+  for (int i = 0; i < 4; ++i) {
+    auto out = engine.abort_request("x" + std::to_string(i));
+    ASSERT_TRUE(out.has_value());
+    EXPECT_TRUE(out->finished);
+  }
+  EXPECT_FALSE(engine.abort_request("x0").has_value());
+  expect_no_leak(engine);
+}
+
+TEST(EngineBatching, RejectsInvalidRequests) {
+  TestModel m = load_stories();
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  Request empty = greedy_request("e", {}, 4);
+  EXPECT_THROW(engine.add_request(empty), Error);
+  Request oov = greedy_request("o", {1, 99999}, 4);
+  EXPECT_THROW(engine.add_request(oov), Error);
+  Request too_long = greedy_request("l", std::vector<int32_t>(600, 5), 4);  // context is 512
+  EXPECT_THROW(engine.add_request(too_long), Error);
+  Request bad_temp = greedy_request("t", {1, 5}, 4);
+  bad_temp.sampling.temperature = -1;
+  EXPECT_THROW(engine.add_request(bad_temp), Error);
+  EXPECT_FALSE(engine.has_unfinished());
+}
+
+}  // namespace
+}  // namespace tidal::test
