@@ -32,14 +32,24 @@ struct RandomDatasetOptions {
 };
 std::vector<SampleRequest> random_dataset(size_t n, const RandomDatasetOptions& o, std::mt19937_64& rng);
 
-// Counts the tokens of a text the way the server would (its /tokenize).
-using TokenCounter = std::function<int(const std::string&)>;
+// The served model's tokenizer (the server's /tokenize and /detokenize).
+struct TextCodec {
+  std::function<std::vector<int32_t>(const std::string&)> encode;
+  std::function<std::string(const std::vector<int32_t>&)> decode;
+};
+
+// Turns token-id prompts into text the way vLLM's random dataset does
+// (gen_prompt_decode_to_target_len): decode, re-encode, and while the length
+// is off, pad with random ids or truncate and try again, at most 10 times.
+// prompt_len becomes the re-encoded length.
+void to_text_prompts(std::vector<SampleRequest>& samples, const TextCodec& codec, int vocab_size,
+                     std::mt19937_64& rng);
 
 // vLLM's ShareGPT sampling: shuffle, take the first human turn as the prompt
 // and the next turn's length (or `fixed_output_len`) as the output length,
 // skip pairs shorter than 4 tokens or longer than 1024 / 2048 in total.
 std::vector<SampleRequest> sharegpt_dataset(const std::string& path, size_t n, std::optional<int> fixed_output_len,
-                                            const TokenCounter& count_tokens, std::mt19937_64& rng);
+                                            const TextCodec& codec, std::mt19937_64& rng);
 
 // A BurstGPT trace (columns Timestamp, Model, Request tokens, Response
 // tokens, ...): as vLLM does, GPT-4 rows with a response, each prompt the ids
@@ -48,8 +58,13 @@ std::vector<SampleRequest> sharegpt_dataset(const std::string& path, size_t n, s
 // their timestamps form a contiguous piece of the trace to replay.
 std::vector<SampleRequest> burstgpt_dataset(const std::string& path, size_t n, int vocab_size);
 
-// One JSON object per line: {"prompt": text, "output_tokens": N (optional),
-// "timestamp": seconds (optional)}; the first `n` lines.
+// One JSON object per line: {"prompt": text or [token ids], "output_tokens":
+// N (optional), "prompt_len": tokens (optional), "timestamp": seconds
+// (optional)}; the first `n` lines.
 std::vector<SampleRequest> jsonl_dataset(const std::string& path, size_t n, int default_output_len);
+
+// Writes requests in that format, so that several servers can be sent
+// exactly the same prompts. Throws std::runtime_error on I/O failure.
+void write_jsonl_dataset(const std::string& path, const std::vector<SampleRequest>& samples);
 
 }  // namespace tidal::bench

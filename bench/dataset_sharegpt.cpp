@@ -18,7 +18,7 @@ bool valid_lengths(int prompt_len, int output_len, bool check_output) {
 }  // namespace
 
 std::vector<SampleRequest> sharegpt_dataset(const std::string& path, size_t n, std::optional<int> fixed_output_len,
-                                            const TokenCounter& count_tokens, std::mt19937_64& rng) {
+                                            const TextCodec& codec, std::mt19937_64& rng) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot open " + path);
   const nlohmann::json all = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
@@ -43,8 +43,8 @@ std::vector<SampleRequest> sharegpt_dataset(const std::string& path, size_t n, s
     if (out.size() >= n) break;
     SampleRequest s;
     s.prompt_text = prompt;
-    s.prompt_len = count_tokens(prompt);
-    s.output_len = fixed_output_len ? *fixed_output_len : count_tokens(completion);
+    s.prompt_len = static_cast<int>(codec.encode(prompt).size());
+    s.output_len = fixed_output_len ? *fixed_output_len : static_cast<int>(codec.encode(completion).size());
     if (!valid_lengths(s.prompt_len, s.output_len, !fixed_output_len)) continue;
     out.push_back(std::move(s));
   }

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <random>
 
 #include "arrival.h"
@@ -44,8 +45,9 @@ struct Options {
   int num_warmups = 0;
   int ready_check_timeout_s = 600;
   int timeout_s = 600;
-  std::string json_path, plot_path;
+  std::string json_path, plot_path, save_dataset_path;
   bool disable_progress = false;
+  std::string prompt_format = "ids";
   std::string tokenize_path = "/tokenize", detokenize_path = "/detokenize";
 };
 
@@ -57,15 +59,29 @@ double parse_rate(const std::string& s) {
   return r;
 }
 
-std::vector<tb::SampleRequest> load_samples(const Options& o, const tb::ServerUrl& url, std::mt19937_64& rng) {
+tb::TextCodec server_codec(const Options& o, const tb::ServerUrl& url) {
+  auto tokenizer = std::make_shared<tb::ServerTokenizer>(url, o.model, o.tokenize_path, o.detokenize_path);
+  return {[tokenizer](const std::string& text) { return tokenizer->tokenize(text); },
+          [tokenizer](const std::vector<int32_t>& ids) { return tokenizer->detokenize(ids); }};
+}
+
+std::vector<tb::SampleRequest> load_samples(const Options& o, const tb::ServerUrl& url, tb::Endpoint endpoint,
+                                            std::mt19937_64& rng) {
   if (o.dataset != "random" && o.dataset_path.empty())
     throw std::invalid_argument("--dataset " + o.dataset + " needs --dataset-path");
-  if (o.dataset == "random") return tb::random_dataset(o.num_prompts, o.random, rng);
-  if (o.dataset == "burstgpt-csv") return tb::burstgpt_dataset(o.dataset_path, o.num_prompts, o.random.vocab_size);
-  if (o.dataset == "jsonl") return tb::jsonl_dataset(o.dataset_path, o.num_prompts, o.jsonl_output_len);
-  const tb::ServerTokenizer tokenizer(url, o.model, o.tokenize_path, o.detokenize_path);
-  return tb::sharegpt_dataset(o.dataset_path, o.num_prompts, o.sharegpt_output_len,
-                              [&](const std::string& text) { return tokenizer.count(text); }, rng);
+  std::vector<tb::SampleRequest> samples;
+  if (o.dataset == "random")
+    samples = tb::random_dataset(o.num_prompts, o.random, rng);
+  else if (o.dataset == "burstgpt-csv")
+    samples = tb::burstgpt_dataset(o.dataset_path, o.num_prompts, o.random.vocab_size);
+  else if (o.dataset == "jsonl")
+    samples = tb::jsonl_dataset(o.dataset_path, o.num_prompts, o.jsonl_output_len);
+  else
+    samples = tb::sharegpt_dataset(o.dataset_path, o.num_prompts, o.sharegpt_output_len, server_codec(o, url), rng);
+  // Chat messages are text, and some servers take only text prompts.
+  if (o.prompt_format == "text" || endpoint == tb::Endpoint::chat)
+    tb::to_text_prompts(samples, server_codec(o, url), o.random.vocab_size, rng);
+  return samples;
 }
 
 nlohmann::json config_json(const Options& o) {
@@ -82,6 +98,7 @@ nlohmann::json config_json(const Options& o) {
           {"random_input_len", o.random.input_len},
           {"random_output_len", o.random.output_len},
           {"random_range_ratio", o.random.range_ratio},
+          {"prompt_format", o.prompt_format},
           {"request_rate", o.request_rate},
           {"burstiness", o.burstiness},
           {"max_concurrency", o.max_concurrency ? nlohmann::json(*o.max_concurrency) : nlohmann::json()},
@@ -109,15 +126,12 @@ int run(const Options& o) {
 
   std::mt19937_64 data_rng(o.seed);
   std::mt19937_64 arrival_rng(o.seed ^ 0x9e3779b97f4a7c15ULL);  // independent of how much the dataset drew
-  std::vector<tb::SampleRequest> samples = load_samples(o, url, data_rng);
+  std::vector<tb::SampleRequest> samples = load_samples(o, url, run.body.endpoint, data_rng);
   if (samples.empty()) throw std::runtime_error("the dataset produced no requests");
-  if (run.body.endpoint == tb::Endpoint::chat) {
-    const tb::ServerTokenizer tokenizer(url, o.model, o.tokenize_path, o.detokenize_path);
-    for (auto& s : samples) {
-      if (s.prompt_ids.empty()) continue;
-      s.prompt_text = tokenizer.detokenize(s.prompt_ids);
-      s.prompt_ids.clear();
-    }
+  if (!o.save_dataset_path.empty()) {
+    tb::write_jsonl_dataset(o.save_dataset_path, samples);
+    std::cout << "Wrote " << samples.size() << " requests to " << o.save_dataset_path << "\n";
+    return 0;
   }
 
   std::vector<double> offsets;
@@ -238,10 +252,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--json", o.json_path, "write the summary and every request's record here");
   app.add_option("--plot", o.plot_path, "draw latency CDFs and throughput over time into this PNG (needs gnuplot)");
+  app.add_option("--save-dataset", o.save_dataset_path,
+                 "write the prepared requests as jsonl (for --dataset jsonl, e.g. to send several servers the same "
+                 "prompts) and exit without benchmarking");
   app.add_flag("--disable-progress", o.disable_progress, "no progress bar");
-  app.add_option("--tokenize-path", o.tokenize_path, "server route for tokenizing text (sharegpt-json)")
+  app.add_option("--prompt-format", o.prompt_format,
+                 "send random/burstgpt prompts as token ids, or as text made with the server's tokenizer "
+                 "(vLLM's way; for servers that take only text; always text on chat)")
+      ->check(CLI::IsMember({"ids", "text"}))
       ->capture_default_str();
-  app.add_option("--detokenize-path", o.detokenize_path, "server route for token ids -> text (random prompts on chat)")
+  app.add_option("--tokenize-path", o.tokenize_path,
+                 "server route for text -> tokens (sharegpt-json, text prompts); llama-cpp-python: /extras/tokenize")
+      ->capture_default_str();
+  app.add_option("--detokenize-path", o.detokenize_path,
+                 "server route for tokens -> text (text prompts); llama-cpp-python: /extras/detokenize")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

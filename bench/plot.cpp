@@ -64,15 +64,15 @@ std::string plot_script(const std::vector<RequestRecord>& records, const std::st
   out << "set terminal pngcairo size 1500,900 font 'sans,10'\n"
       << "set output " << quoted(png_path) << "\n"
       << "set multiplot layout 2,3 title 'tidal-bench'\n"
-      << "set grid\nset key off\nset yrange [0:1]\nset ylabel 'fraction of requests'\n";
+      << "set grid\nset key off\nset yrange [0:1]\nset ylabel 'cumulative fraction'\n";
   const std::pair<const char*, const char*> cdfs[] = {
       {"ttft", "TTFT CDF"}, {"tpot", "TPOT CDF"}, {"itl", "ITL CDF (all gaps)"}, {"e2el", "E2E latency CDF"}};
   for (const auto& [name, title] : cdfs)
     out << "set title '" << title << "'\nset xlabel 'ms'\nplot $" << name << " using 1:2 with steps lw 2\n";
   out << "set title 'Throughput over time'\nset autoscale y\nset xlabel 's since first request'\n"
-      << "set ylabel 'output tokens/s'\nset y2label 'requests in flight'\nset y2tics\nset key top left\n"
+      << "set ylabel 'output tokens/s'\nset y2label 'requests active in the second'\nset y2tics\nset key top left\n"
       << "plot $tput using 1:2 with steps lw 2 title 'output tok/s', "
-      << "$tput using 1:3 axes x1y2 with steps lw 1 title 'in flight'\n"
+      << "$tput using 1:3 axes x1y2 with steps lw 1 title 'requests active'\n"
       << "unset multiplot\n";
   return out.str();
 }

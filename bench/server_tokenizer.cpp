@@ -30,11 +30,16 @@ ServerTokenizer::ServerTokenizer(ServerUrl url, std::string model, std::string t
 // The text goes under each name a common server reads it from: "prompt"
 // (vLLM, tidal), "content" (llama.cpp's server), "input" (llama-cpp-python's
 // /extras/tokenize); servers ignore the names they do not know.
-int ServerTokenizer::count(const std::string& text) const {
-  const nlohmann::json j = call(url_, tokenize_path_, {{"model", model_}, {"prompt", text}, {"content", text}, {"input", text}});
-  if (auto c = j.find("count"); c != j.end() && c->is_number_integer()) return c->get<int>();
-  if (auto t = j.find("tokens"); t != j.end() && t->is_array()) return static_cast<int>(t->size());
-  throw std::runtime_error("POST " + tokenize_path_ + ": no \"count\" or \"tokens\" in the answer");
+std::vector<int32_t> ServerTokenizer::tokenize(const std::string& text) const {
+  const nlohmann::json j = call(url_, tokenize_path_,
+                                {{"model", model_},
+                                 {"prompt", text},
+                                 {"content", text},
+                                 {"input", text},
+                                 {"add_special_tokens", false}});
+  auto t = j.find("tokens");
+  if (t == j.end() || !t->is_array()) throw std::runtime_error("POST " + tokenize_path_ + ": no \"tokens\" in the answer");
+  return t->get<std::vector<int32_t>>();
 }
 
 std::string ServerTokenizer::detokenize(const std::vector<int32_t>& ids) const {

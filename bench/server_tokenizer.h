@@ -1,7 +1,7 @@
 // The server's own tokenizer, over HTTP, for datasets whose prompts are text
-// (token counts) or that must turn token ids into text (random prompts on the
-// chat endpoint). The client never links a tokenizer, so every engine is
-// measured with its own.
+// (token counts) and for turning token-id prompts into text (servers that
+// take only text, and the chat endpoint). The client never links a
+// tokenizer, so every engine is measured with its own.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,9 @@ class ServerTokenizer {
   // `tokenize_path`/`detokenize_path` are relative to the server root.
   ServerTokenizer(ServerUrl url, std::string model, std::string tokenize_path, std::string detokenize_path);
 
-  // Throws std::runtime_error when the server cannot tokenize.
-  int count(const std::string& text) const;
+  // Without special tokens (no BOS). Throw std::runtime_error when the
+  // server cannot answer.
+  std::vector<int32_t> tokenize(const std::string& text) const;
   std::string detokenize(const std::vector<int32_t>& ids) const;
 
  private:

@@ -6,7 +6,6 @@
 #include <string>
 
 #include "core/error.h"
-#include "cpu/attention.h"
 #include "cpu/dequant_rows.h"
 #include "cpu/matmul.h"
 
@@ -88,7 +87,7 @@ void CpuBackend::kv_write(KvCache& cache, int layer, const float* k, const float
 
 void CpuBackend::attention(const KvCache& cache, int layer, const float* q, const AttentionMeta& meta, int n_heads,
                            float* out) {
-  cpu::attention(pool_, scratch_, cache, layer, q, meta, n_heads, out);
+  cpu::attention(pool_, scratch_, attention_workspace_, cache, layer, q, meta, n_heads, out);
 }
 
 }  // namespace tidal

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "cpu/attention.h"
 #include "cpu/elementwise.h"
 #include "cpu/scratch.h"
 #include "model/backend.h"
@@ -35,6 +36,7 @@ class CpuBackend : public Backend {
 
   ThreadPool& pool_;
   std::vector<cpu::ScratchBuffer> scratch_;  // one per pool thread
+  cpu::AttentionWorkspace attention_workspace_;
   cpu::RopeTable rope_table_;
 };
 

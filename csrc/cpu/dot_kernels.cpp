@@ -12,7 +12,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
+#include "core/dequantize.h"
+#include "cpu/dequant_simd.h"
 #include "cpu/simd.h"
 
 namespace tidal::cpu {
@@ -126,6 +129,24 @@ struct Isa {
 using V = Isa::V;
 constexpr int kLanes = Isa::kLanes;
 
+// Reduces the R x T accumulators of a tile and writes the first nr rows
+// of each token's outputs.
+template <int R, int T>
+void store_tile(const V (&acc)[R][T], int nr, float* y, int64_t ys) {
+  V v[kLanes];
+#pragma GCC unroll 16
+  for (int lane = 0; lane < kLanes; ++lane) v[Isa::slot(lane)] = lane < R * T ? acc[lane % R][lane / R] : Isa::zero();
+  alignas(64) float out[kLanes];
+  Isa::store(out, Isa::hsum_lanes(v));
+  for (int t = 0; t < T; ++t) {
+    if (nr == R) {
+      std::memcpy(y + t * ys, out + t * R, sizeof(float) * R);
+    } else {
+      for (int r = 0; r < nr; ++r) y[t * ys + r] = out[t * R + r];
+    }
+  }
+}
+
 // R rows x T tokens of dot products, one accumulator each. Rows at or past
 // nr repeat the last valid row so the inner loop has no branches; their
 // results are dropped.
@@ -157,17 +178,54 @@ void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_
     const Isa::Tail tail = Isa::tail(k - i);
     step([&](const float* p) { return tail.load(p); });
   }
+  store_tile<R, T>(acc, nr, y, ys);
+}
 
-  V v[kLanes];
+// The same tile over rows [r0, r0 + nr) of w stored in decoder D's format:
+// each step decodes D::kStep weights of a row in registers and feeds them to
+// the FMAs in the order the F32 tile would, so the result is that of
+// dequantizing the rows first.
+template <int R, int T, typename D>
+void tile_decoded(const Weight& w, int64_t r0, int nr, const float* x, int64_t xs, float* y, int64_t ys) {
+  static_assert(R * T <= kLanes);
+  constexpr int S = D::kStep / kLanes;  // vectors per step
+  const int64_t k = w.cols;
+  const uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = w.row(r0 + std::min(r, nr - 1));
+  V acc[R][T];
 #pragma GCC unroll 16
-  for (int lane = 0; lane < kLanes; ++lane) v[Isa::slot(lane)] = lane < R * T ? acc[lane % R][lane / R] : Isa::zero();
-  alignas(64) float out[kLanes];
-  Isa::store(out, Isa::hsum_lanes(v));
-  if (nr == R) {
-    for (int t = 0; t < T; ++t) std::memcpy(y + t * ys, out + t * R, sizeof(float) * R);
-  } else {
-    for (int t = 0; t < T; ++t) std::memcpy(y + t * ys, out + t * R, sizeof(float) * nr);
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) acc[r][t] = Isa::zero();
   }
+  int64_t i = 0;
+  for (; i + D::kStep <= k; i += D::kStep) {
+    V xv[T][S];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      for (int s = 0; s < S; ++s) xv[t][s] = Isa::load(x + t * xs + i + s * kLanes);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      V wv[S];
+      D::decode(rows[r], i, wv);
+      for (int s = 0; s < S; ++s) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) acc[r][t] = Isa::fmadd(wv[s], xv[t][s], acc[r][t]);
+      }
+    }
+  }
+  if constexpr (S == 1) {  // only the plain formats have rows of any length
+    if (i < k) {
+      const Isa::Tail tail = Isa::tail(k - i);
+      for (int r = 0; r < R; ++r) {
+        V wv;
+        D::decode_tail(rows[r], i, k - i, &wv);
+        for (int t = 0; t < T; ++t) acc[r][t] = Isa::fmadd(wv, tail.load(x + t * xs + i), acc[r][t]);
+      }
+    }
+  }
+  store_tile<R, T>(acc, nr, y, ys);
 }
 
 template <int T>
@@ -176,6 +234,30 @@ void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64
   constexpr int R = Isa::tile_rows(T);
   for (int64_t r = 0; r < n_rows; r += R) {
     tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys);
+  }
+}
+
+template <typename D, int T>
+void tile_rows_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float* x, int64_t xs, float* y,
+                       int64_t ys) {
+  constexpr int R = Isa::tile_rows(T);
+  for (int64_t r = 0; r < n_rows; r += R) {
+    tile_decoded<R, T, D>(w, r0 + r, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, y + r, ys);
+  }
+}
+
+template <typename D>
+void dot_block_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float* x, int64_t xs, int64_t n_tokens,
+                       float* y, int64_t ys) {
+  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+    const float* xt = x + t * xs;
+    float* yt = y + t * ys;
+    switch (std::min<int64_t>(kTileTokens, n_tokens - t)) {
+      case 1: tile_rows_decoded<D, 1>(w, r0, n_rows, xt, xs, yt, ys); break;
+      case 2: tile_rows_decoded<D, 2>(w, r0, n_rows, xt, xs, yt, ys); break;
+      case 3: tile_rows_decoded<D, 3>(w, r0, n_rows, xt, xs, yt, ys); break;
+      default: tile_rows_decoded<D, 4>(w, r0, n_rows, xt, xs, yt, ys); break;
+    }
   }
 }
 
@@ -192,6 +274,21 @@ void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x,
       case 3: tile_rows<3>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
       default: tile_rows<4>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
     }
+  }
+}
+
+void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
+                       int64_t n_tokens, float* y, int64_t y_stride) {
+  switch (w.type) {
+    case DType::F32:
+      dot_block(reinterpret_cast<const float*>(w.row(first_row)), w.cols, n_rows, x, x_stride, n_tokens, w.cols, y,
+                y_stride);
+      break;
+    case DType::F16: dot_block_decoded<DecodeF16>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
+    case DType::BF16: dot_block_decoded<DecodeBF16>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
+    case DType::Q8_0: dot_block_decoded<DecodeQ8_0>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
+    case DType::Q4_0: dot_block_decoded<DecodeQ4_0>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
+    case DType::Q4_1: dot_block_decoded<DecodeQ4_1>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
   }
 }
 
@@ -222,6 +319,15 @@ void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x,
                int64_t k, float* y, int64_t y_stride) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t r = 0; r < n_rows; ++r) y[t * y_stride + r] = dot(x + t * x_stride, w + r * w_stride, k);
+  }
+}
+
+void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
+                       int64_t n_tokens, float* y, int64_t y_stride) {
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    dequantize_row(w.type, w.row(first_row + r), row.data(), w.cols);
+    dot_block(row.data(), w.cols, 1, x, x_stride, n_tokens, w.cols, y + r, y_stride);
   }
 }
 

@@ -11,12 +11,22 @@
 
 #include <cstdint>
 
+#include "model/weight.h"
+
 namespace tidal::cpu {
 
 // y[t*y_stride + r] = dot(x + t*x_stride, w + r*w_stride, k)
 // for r < n_rows and t < n_tokens. Register-tiled over rows and tokens.
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
                int64_t k, float* y, int64_t y_stride);
+
+// dot_block over rows [first_row, first_row + n_rows) of w in its stored
+// format, decoding each weight in registers as it is used: the same result
+// as dequantizing the rows and calling dot_block, without the round trip
+// through memory. For a few tokens; with many, decoding once into a panel
+// and reusing it is cheaper.
+void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
+                       int64_t n_tokens, float* y, int64_t y_stride);
 
 float dot(const float* a, const float* b, int64_t n);
 

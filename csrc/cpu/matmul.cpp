@@ -17,25 +17,28 @@ constexpr int64_t kTokenUnit = 4;
 // Below this many multiply-adds, waking the other threads costs more than
 // it saves.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
-// A panel of weight rows is reused by every token group, so it is sized to
-// stay in L2 (1 MiB per core here) next to the tokens' activations.
+// Token groups sweep a panel of weight rows sized to stay in L2 (1 MiB per
+// core here) next to the activations, so each row comes from memory once.
 constexpr int64_t kPanelFloats = 96 * 1024;
-// With a few tokens a panel is read only once or twice: keep it small
-// enough to still be in L1 when the kernel reads it back.
-constexpr int64_t kSmallBatchPanelRows = 16;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// Rows [r0, r1) for tokens [t0, t1). F32 weights are read in place; other
-// types are dequantized a panel at a time into scratch.
+// Rows [r0, r1) for tokens [t0, t1). With a few tokens the weights are
+// streamed once, decoded in registers; with more, they are taken a panel at
+// a time (F32 in place, other types dequantized into scratch) and every
+// token group reuses the panel. Both give the same bits.
 void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t r0, int64_t r1, int64_t t0,
                   int64_t t1, float* y, ScratchBuffer& scratch) {
   const int64_t k = w.cols;
+  const float* xt = x + t0 * k;
+  float* yt = y + t0 * n_rows_total;
+  if (t1 - t0 <= kTokenUnit) {
+    dot_block_weights(w, r0, r1 - r0, xt, k, t1 - t0, yt + r0, n_rows_total);
+    return;
+  }
   const bool in_place = w.type == DType::F32;
   const int64_t stride = in_place ? k : round_up(k, 16);
-  const int64_t panel_rows = t1 - t0 <= kTokenUnit
-                                 ? kSmallBatchPanelRows
-                                 : std::max(kRowUnit, kPanelFloats / stride / kRowUnit * kRowUnit);
+  const int64_t panel_rows = std::max(kRowUnit, kPanelFloats / stride / kRowUnit * kRowUnit);
   float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(panel_rows, r1 - r0) * stride));
   for (int64_t c0 = r0; c0 < r1; c0 += panel_rows) {
     const int64_t c1 = std::min(r1, c0 + panel_rows);
@@ -44,7 +47,7 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
       dequantize_rows(w, c0, c1 - c0, buffer, stride);
       panel = buffer;
     }
-    dot_block(panel, stride, c1 - c0, x + t0 * k, k, t1 - t0, k, y + t0 * n_rows_total + c0, n_rows_total);
+    dot_block(panel, stride, c1 - c0, xt, k, t1 - t0, k, yt + c0, n_rows_total);
   }
 }
 

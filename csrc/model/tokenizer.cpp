@@ -14,12 +14,23 @@
 
 namespace tidal {
 
+namespace {
+
+// Special tokens print nothing, so they do not change what the next piece
+// follows - except BOS, which starts a text (this is how DecodeIds treats a
+// leading </s> and a </s> between two texts).
+int32_t next_previous(const Tokenizer& tok, int32_t prev, int32_t id) {
+  return (tok.is_special(id) && id != tok.bos_id()) ? prev : id;
+}
+
+}  // namespace
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string bytes;
-  int32_t prev = -1;
+  int32_t prev = bos_id();
   for (int32_t id : ids) {
     if (!is_special(id)) bytes += token_bytes(id, prev);
-    prev = id;
+    prev = next_previous(*this, prev, id);
   }
   // Byte-fallback tokens can spell invalid UTF-8; callers (JSON) need valid
   // text, replaced the same way IncrementalDecoder does it.
@@ -30,7 +41,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
 
 std::string IncrementalDecoder::push(int32_t id) {
   if (!tokenizer_.is_special(id)) pending_ += tokenizer_.token_bytes(id, prev_);
-  prev_ = id;
+  prev_ = next_previous(tokenizer_, prev_, id);
   std::string text;
   pending_.erase(0, append_valid_utf8(pending_, /*at_end=*/false, text));
   return text;
@@ -104,7 +115,6 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& gguf) {
     v.merges = gguf.get_string_array("tokenizer.ggml.merges");
     if (v.merges.empty()) throw Error(ErrorCode::kCorrupt, "GGUF gpt2 tokenizer has no tokenizer.ggml.merges");
     v.pre = gguf.get_string("tokenizer.ggml.pre", "default");
-    v.unk = token_id_key(gguf, "tokenizer.ggml.unknown_token_id", -1, n);
     v.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token", false);
     return make_bpe_tokenizer(std::move(v));
   }

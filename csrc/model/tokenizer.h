@@ -27,7 +27,10 @@ class Tokenizer {
   // space of the first piece after BOS.
   virtual std::string token_bytes(int32_t id, int32_t prev) const = 0;
 
-  // Decodes a whole sequence (no special tokens printed).
+  // Decodes a whole sequence (no special tokens printed). The sequence
+  // starts the text, as if after BOS: SentencePiece's dummy-prefix space is
+  // dropped, as its DecodeIds does. The result is valid UTF-8: ill-formed
+  // byte sequences become U+FFFD.
   virtual std::string decode(const std::vector<int32_t>& ids) const;
 
   virtual int vocab_size() const = 0;
@@ -44,8 +47,12 @@ class Tokenizer {
 // character: bytes of an incomplete sequence are held until completed.
 class IncrementalDecoder {
  public:
-  explicit IncrementalDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  // A fresh decoder is at the start of the text (as after BOS), like
+  // Tokenizer::decode; set_previous(last prompt token) continues a prompt.
+  explicit IncrementalDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer), prev_(tokenizer.bos_id()) {}
   // Returns the newly complete text after appending `id` (may be empty).
+  // Special tokens add no text; bytes that can no longer form a character
+  // become U+FFFD, so pushes + flush always equal Tokenizer::decode.
   std::string push(int32_t id);
   // Any held bytes at end of stream, with invalid sequences replaced by U+FFFD.
   std::string flush();
@@ -54,7 +61,7 @@ class IncrementalDecoder {
  private:
   const Tokenizer& tokenizer_;
   std::string pending_;
-  int32_t prev_ = -1;
+  int32_t prev_;
 };
 
 class GgufFile;

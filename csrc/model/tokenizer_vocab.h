@@ -34,7 +34,7 @@ struct Vocabulary {
   std::string pre;                  // BPE: pre-tokenizer name (tokenizer.ggml.pre)
   int32_t bos = -1;
   int32_t eos = -1;
-  int32_t unk = -1;
+  int32_t unk = -1;                 // SPM: for characters with no piece and no byte token
   bool add_bos = false;
   bool add_space_prefix = false;    // SPM: prefix text with U+2581
   std::vector<int32_t> extra_stop_ids;

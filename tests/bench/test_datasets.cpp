@@ -20,12 +20,35 @@ std::string write_temp(const std::string& name, const std::string& content) {
   return path;
 }
 
-int count_words(const std::string& text) {
+// A toy tokenizer: one token per word, "t<id>". Id 0 decodes to nothing
+// and id 99 to two tokens, so decode/encode round trips change lengths the
+// way real byte-level vocabularies can.
+std::vector<int32_t> encode_words(const std::string& text) {
   std::istringstream in(text);
-  int n = 0;
-  for (std::string w; in >> w;) ++n;
-  return n;
+  std::vector<int32_t> ids;
+  for (std::string w; in >> w;) {
+    const bool numbered = w.size() > 1 && w[0] == 't' && w.find_first_not_of("0123456789", 1) == std::string::npos;
+    ids.push_back(numbered ? std::stoi(w.substr(1)) : 1);
+  }
+  return ids;
 }
+
+std::string decode_words(const std::vector<int32_t>& ids) {
+  std::string text;
+  for (int32_t id : ids) {
+    if (id == 0) continue;
+    if (id == 99) {
+      text += "t98 t98 ";
+    } else {
+      text += 't';
+      text += std::to_string(id);
+      text += ' ';
+    }
+  }
+  return text;
+}
+
+const TextCodec kWords{encode_words, decode_words};
 
 }  // namespace
 
@@ -107,6 +130,30 @@ TEST(JsonlDataset, PromptsLengthsAndTimestamps) {
   EXPECT_EQ(samples[1].output_len, 33);
   EXPECT_FALSE(samples[1].timestamp_s);
   EXPECT_THROW(jsonl_dataset(write_temp("bad.jsonl", "{\"text\": 1}\n"), 1, 1), std::runtime_error);
+  EXPECT_THROW(jsonl_dataset(write_temp("bad2.jsonl", "{\"prompt\": \"x\", \"output_tokens\": 0}\n"), 1, 1),
+               std::runtime_error);
+}
+
+TEST(JsonlDataset, WrittenDatasetsReadBackTheSame) {
+  std::vector<SampleRequest> samples(2);
+  samples[0].prompt_text = "text prompt";
+  samples[0].prompt_len = 2;
+  samples[0].output_len = 5;
+  samples[0].timestamp_s = 3.25;
+  samples[1].prompt_ids = {4, 5, 6};
+  samples[1].prompt_len = 3;
+  samples[1].output_len = 7;
+  const auto path = write_temp("roundtrip.jsonl", "");
+  write_jsonl_dataset(path, samples);
+  const auto back = jsonl_dataset(path, 10, 99);
+  ASSERT_EQ(back.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back[i].prompt_text, samples[i].prompt_text);
+    EXPECT_EQ(back[i].prompt_ids, samples[i].prompt_ids);
+    EXPECT_EQ(back[i].prompt_len, samples[i].prompt_len);
+    EXPECT_EQ(back[i].output_len, samples[i].output_len);
+    EXPECT_EQ(back[i].timestamp_s, samples[i].timestamp_s);
+  }
 }
 
 TEST(ShareGptDataset, FirstTurnPairsFilteredByLength) {
@@ -123,13 +170,39 @@ TEST(ShareGptDataset, FirstTurnPairsFilteredByLength) {
                                   {"from": "gpt", "value": "x y"}]}
   ])");
   std::mt19937_64 rng(0);
-  auto dynamic = sharegpt_dataset(path, 10, std::nullopt, count_words, rng);
+  auto dynamic = sharegpt_dataset(path, 10, std::nullopt, kWords, rng);
   ASSERT_EQ(dynamic.size(), 1u);  // "b" has a 2-token answer, too short when lengths come from the data
   EXPECT_EQ(dynamic[0].prompt_text, "one two three four five");
   EXPECT_EQ(dynamic[0].prompt_len, 5);
   EXPECT_EQ(dynamic[0].output_len, 4);
 
-  auto fixed = sharegpt_dataset(path, 10, 64, count_words, rng);
+  auto fixed = sharegpt_dataset(path, 10, 64, kWords, rng);
   EXPECT_EQ(fixed.size(), 2u);  // with a fixed output length only the prompt is checked
   for (const auto& s : fixed) EXPECT_EQ(s.output_len, 64);
+}
+
+TEST(TextPrompts, ReachTheTargetLengthThroughTheServersTokenizer) {
+  std::mt19937_64 rng(0);
+  RandomDatasetOptions o;
+  o.input_len = 20;
+  o.output_len = 4;
+  o.vocab_size = 100;
+  auto samples = random_dataset(40, o, rng);  // ids run through 0 and 99 for many offsets
+  to_text_prompts(samples, kWords, o.vocab_size, rng);
+  for (const auto& s : samples) {
+    EXPECT_TRUE(s.prompt_ids.empty());
+    EXPECT_FALSE(s.prompt_text.empty());
+    EXPECT_EQ(s.prompt_len, 20);
+    EXPECT_EQ(encode_words(s.prompt_text).size(), 20u);
+    EXPECT_EQ(s.output_len, 4);
+  }
+}
+
+TEST(TextPrompts, TextPromptsAreLeftAlone) {
+  std::mt19937_64 rng(0);
+  std::vector<SampleRequest> samples(1);
+  samples[0].prompt_text = "keep me";
+  to_text_prompts(samples, kWords, 0, rng);
+  EXPECT_EQ(samples[0].prompt_text, "keep me");
+  EXPECT_EQ(samples[0].prompt_len, 0);
 }

@@ -9,7 +9,9 @@ import socket
 import threading
 import urllib.parse
 
-from conftest import STORIES, sse_payloads
+import pytest
+
+from conftest import STORIES, STORIES_ARGS, sse_payloads, start_server
 
 CLIENTS = 64
 MAX_TOKENS = 48
@@ -32,7 +34,18 @@ def text_of(path, chunk):
     return choice["delta"].get("content") or "" if path.endswith("chat/completions") else choice["text"]
 
 
-def test_concurrent_streams_with_disconnects(server):
+@pytest.fixture(params=["one_http_thread", "two_http_threads"])
+def target(request, server):
+    if request.param == "one_http_thread":
+        yield server
+        return
+    s = start_server(STORIES_ARGS, "--http-threads", "2")
+    yield s
+    assert s.stop() == 0
+
+
+def test_concurrent_streams_with_disconnects(target):
+    server = target
     # Greedy output does not depend on the batch, so one request at a time gives the reference.
     expected = {}
     for i in range(3 * len(PROMPTS)):

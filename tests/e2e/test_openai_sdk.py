@@ -119,6 +119,17 @@ def test_n2(client, server):
     assert texts == {c.index: c.text for c in non_stream.choices}
     assert finishes == {0: "length", 1: "length"}
 
+    msgs = [{"role": "user", "content": "hi"}]
+    chunks = list(client.chat.completions.create(model=STORIES, messages=msgs, max_tokens=10, n=2, seed=3,
+                                                 temperature=1.0, stream=True))
+    roles = sorted(ch.index for c in chunks for ch in c.choices if ch.delta.role == "assistant")
+    assert roles == [0, 1]
+    texts = {0: "", 1: ""}
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] += ch.delta.content or ""
+    assert texts == {c.index: c.message.content for c in r.choices}
+
 
 def test_multiple_prompts_and_token_prompts(client, server):
     prompts = [PROMPT, "The little dog"]

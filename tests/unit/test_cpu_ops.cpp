@@ -199,6 +199,30 @@ TEST(CpuDotKernels, TiledBlockEqualsSingleDotBitForBit) {
   }
 }
 
+// Decoding weights in registers gives the bits of dequantizing them first.
+TEST(CpuDotKernels, DecodedWeightsEqualDequantizedRows) {
+  std::mt19937 rng(18);
+  for (DType type : kAllTypes) {
+    const std::vector<int64_t> ks =
+        dtype_block_elems(type) == 1 ? std::vector<int64_t>{1, 9, 16, 17, 40, 172} : std::vector<int64_t>{32, 96, 576};
+    for (int64_t k : ks) {
+      for (int64_t rows : {1, 7, 16, 21}) {
+        const OwnedWeight w = random_weight(type, rows + 3, k, rng);
+        std::vector<float> dequant(static_cast<size_t>(rows * k));
+        for (int64_t r = 0; r < rows; ++r) dequantize_row(type, w.view.row(3 + r), dequant.data() + r * k, k);
+        for (int64_t tokens : {1, 2, 3, 4, 6}) {
+          const std::vector<float> x = random_floats(rng, size_t(tokens * k));
+          std::vector<float> got(static_cast<size_t>(rows * tokens)), want(got.size());
+          cpu::dot_block_weights(w.view, 3, rows, x.data(), k, tokens, got.data(), rows);
+          cpu::dot_block(dequant.data(), k, rows, x.data(), k, tokens, k, want.data(), rows);
+          ASSERT_TRUE(same_bits(got.data(), want.data(), got.size()))
+              << dtype_name(type) << " k=" << k << " rows=" << rows << " tokens=" << tokens;
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuDotKernels, SumIsDotWithOnes) {
   std::mt19937 rng(8);
   for (int64_t n : {1, 7, 16, 33, 1000}) {
@@ -556,6 +580,27 @@ TEST(CpuAttention, BatchInvariantAcrossPrefillChunksAndDecode) {
         }
       }
     }
+  }
+}
+
+// Same, for query runs that straddle the 1024-position chunks attention
+// splits long contexts into (cpu/attention.h).
+TEST(CpuAttention, BatchInvariantAcrossPositionChunks) {
+  std::mt19937 rng(17);
+  const AttentionFixture f({.n_layers = 2, .n_kv_heads = 2, .head_dim = 64, .block_size = 16, .num_blocks = 140}, 6,
+                           {2100}, rng);
+  const size_t q_row = size_t(f.n_heads) * f.shape.head_dim;
+  ThreadPool pool(2);
+  CpuBackend cpu(pool);
+  KvCache cache(f.shape);
+  f.step(cpu, cache, f.span_of_all(0, 2100), /*write_only=*/true);
+  std::vector<std::pair<int, int>> tokens;
+  for (int p = 1013; p < 1040; ++p) tokens.emplace_back(0, p);
+  for (int p = 2041; p < 2060; ++p) tokens.emplace_back(0, p);
+  const std::vector<float> batched = f.step(cpu, cache, tokens);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::vector<float> one = f.step(cpu, cache, {tokens[i]});
+    ASSERT_TRUE(same_bits(one.data(), batched.data() + i * q_row, q_row)) << "pos " << tokens[i].second;
   }
 }
 
