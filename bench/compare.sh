@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# tidal vs llama.cpp on the same GGUF, same thread count, same tidal-bench
-# workloads: for each concurrency, the random dataset with a fixed input and
-# output length, then the ratios. The two servers run one after the other,
-# never together, so neither steals the other's cores.
+# tidal vs llama.cpp on the same GGUF with the same thread count, measured by
+# the same tidal-bench workload: the random dataset (fixed input and output
+# length) at each concurrency, then the ratios.
 #
-# Needs: a built tidal and tidal-bench ($BUILD/bin), and llama-cpp-python's
-# server (pip install 'llama-cpp-python[server]') importable by $LLAMA_PYTHON.
+# Both engines get exactly the same prompts: they are made once as text
+# through tidal's tokenizer (vLLM's random-dataset method) and frozen in a
+# jsonl file; the two engines tokenize them identically since they read the
+# same GGUF vocabulary. Only one server runs at a time, so neither steals the
+# other's cores, and the engines alternate at each concurrency so that a
+# change in the machine's background load hits both alike.
+#
+# Needs: $BUILD/bin/tidal and tidal-bench, and llama-cpp-python's server
+# (pip install 'llama-cpp-python[server]') importable by $LLAMA_PYTHON.
 # Not part of `make test`. Documented in docs/PERFORMANCE.md.
 #
-#   bench/compare.sh                      # defaults below
-#   CONCURRENCIES="1 8" NUM_PROMPTS_PER_CONC=4 bench/compare.sh
+#   bench/compare.sh
+#   CONCURRENCIES="1 8" NUM_PROMPTS_PER_CONC=2 LLAMA_PYTHON=/path/venv/bin/python bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +25,12 @@ THREADS=${THREADS:-$(nproc)}
 CONCURRENCIES=${CONCURRENCIES:-"1 8 32"}
 INPUT_LEN=${INPUT_LEN:-256}
 OUTPUT_LEN=${OUTPUT_LEN:-128}
-VOCAB=${VOCAB:-49152}                        # SmolLM2's vocabulary
-NUM_PROMPTS_PER_CONC=${NUM_PROMPTS_PER_CONC:-4}  # requests per run = this x concurrency (at least MIN_PROMPTS)
+VOCAB=${VOCAB:-49152}                            # SmolLM2's vocabulary
+NUM_PROMPTS_PER_CONC=${NUM_PROMPTS_PER_CONC:-4}  # requests per run: this x concurrency, at least MIN_PROMPTS
 MIN_PROMPTS=${MIN_PROMPTS:-8}
 SEED=${SEED:-0}
 LLAMA_PYTHON=${LLAMA_PYTHON:-python3}
-# llama.cpp's context must hold the largest request; tidal sizes its own.
-LLAMA_CTX=${LLAMA_CTX:-2048}
+LLAMA_CTX=${LLAMA_CTX:-2048}                     # llama.cpp's context must hold one request; tidal sizes its own
 TIDAL_PORT=${TIDAL_PORT:-18081}
 LLAMA_PORT=${LLAMA_PORT:-18082}
 OUT=${OUT:-bench/out/compare-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -38,6 +43,7 @@ for f in "$BENCH_BIN" "$TIDAL_BIN" "$MODEL"; do
 done
 "$LLAMA_PYTHON" -c "import llama_cpp.server" 2>/dev/null ||
   { echo "compare.sh: $LLAMA_PYTHON cannot import llama_cpp.server (pip install 'llama-cpp-python[server]')" >&2; exit 2; }
+command -v curl >/dev/null || { echo "compare.sh: needs curl" >&2; exit 2; }
 mkdir -p "$OUT"
 
 server_pid=""
@@ -50,63 +56,99 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# llama-cpp-python has no ignore_eos; banning the end-of-text tokens
-# (<|endoftext|> 0, <|im_end|> 2 in SmolLM2) makes it generate max_tokens too.
-# Every run's token counts are checked below, so a miss would show.
-llama_extra='{"logit_bias": {"0": -100, "2": -100}}'
-
-# run_engine NAME URL [extra tidal-bench args...]
-run_engine() {
-  local engine=$1 url=$2
-  shift 2
-  for c in $CONCURRENCIES; do
-    local n=$((c * NUM_PROMPTS_PER_CONC))
-    [ "$n" -ge "$MIN_PROMPTS" ] || n=$MIN_PROMPTS
-    echo "== $engine, concurrency $c, $n requests"
-    "$BENCH_BIN" --base-url "$url" --model "$NAME" --endpoint completions --dataset random \
-      --random-input-len "$INPUT_LEN" --random-output-len "$OUTPUT_LEN" --random-vocab-size "$VOCAB" \
-      --num-prompts "$n" --request-rate inf --max-concurrency "$c" --ignore-eos --seed "$SEED" \
-      --num-warmups 1 --ready-check-timeout 300 --disable-progress \
-      --json "$OUT/$engine-c$c.json" "$@" | tee "$OUT/$engine-c$c.txt"
+# start_server ENGINE: starts it in the background and waits until it answers.
+# llama-cpp-python's server runs one request at a time; by default a new
+# request cuts off the one streaming, so it is told to queue them instead.
+start_server() {
+  local port
+  if [ "$1" = tidal ]; then
+    port=$TIDAL_PORT
+    "$TIDAL_BIN" serve --model "$MODEL" --threads "$THREADS" --host 127.0.0.1 --port "$port" \
+      --served-model-name "$NAME" >>"$OUT/tidal-serve.log" 2>&1 &
+  else
+    port=$LLAMA_PORT
+    "$LLAMA_PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias "$NAME" --host 127.0.0.1 --port "$port" \
+      --n_threads "$THREADS" --n_threads_batch "$THREADS" --n_ctx "$LLAMA_CTX" \
+      --interrupt_requests False >>"$OUT/llama-serve.log" 2>&1 &
+  fi
+  server_pid=$!
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && return 0
+    kill -0 "$server_pid" 2>/dev/null || { echo "compare.sh: $1 server exited; see $OUT/$1-serve.log" >&2; exit 1; }
+    sleep 0.5
   done
+  echo "compare.sh: $1 server did not come up" >&2
+  exit 1
 }
 
-echo "tidal: $TIDAL_BIN serve, $THREADS threads"
-"$TIDAL_BIN" serve --model "$MODEL" --threads "$THREADS" --host 127.0.0.1 --port "$TIDAL_PORT" \
-  --served-model-name "$NAME" >"$OUT/tidal-serve.log" 2>&1 &
-server_pid=$!
-run_engine tidal "http://127.0.0.1:$TIDAL_PORT"
+# Both engines generate exactly max_tokens: tidal via ignore_eos;
+# llama-cpp-python has no ignore_eos, so its end-of-text tokens
+# (<|endoftext|> 0, <|im_end|> 2 in SmolLM2) are banned. Its default
+# repeat_penalty of 1.1 is turned off to match tidal's (and vLLM's) 1.0.
+# The report flags any run whose outputs are not all OUTPUT_LEN tokens.
+llama_extra='{"logit_bias": {"0": -100, "2": -100}, "repeat_penalty": 1.0}'
+
+max_n=$MIN_PROMPTS
+for c in $CONCURRENCIES; do
+  n=$((c * NUM_PROMPTS_PER_CONC))
+  [ "$n" -le "$max_n" ] || max_n=$n
+done
+
+echo "== prompts: $max_n x $INPUT_LEN tokens, via tidal's tokenizer"
+start_server tidal
+"$BENCH_BIN" --base-url "http://127.0.0.1:$TIDAL_PORT" --model "$NAME" --dataset random --prompt-format text \
+  --random-input-len "$INPUT_LEN" --random-output-len "$OUTPUT_LEN" --random-vocab-size "$VOCAB" \
+  --num-prompts "$max_n" --seed "$SEED" --save-dataset "$OUT/prompts.jsonl"
 stop_server
 
-echo "llama.cpp: llama-cpp-python server, $THREADS threads"
-"$LLAMA_PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias "$NAME" --host 127.0.0.1 --port "$LLAMA_PORT" \
-  --n_threads "$THREADS" --n_threads_batch "$THREADS" --n_ctx "$LLAMA_CTX" >"$OUT/llama-serve.log" 2>&1 &
-server_pid=$!
-run_engine llama "http://127.0.0.1:$LLAMA_PORT" --extra-body "$llama_extra"
-stop_server
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; threads $THREADS"
+  echo "model: $MODEL"
+  echo "llama-cpp-python: $("$LLAMA_PYTHON" -c 'import llama_cpp; print(llama_cpp.__version__)')"
+} >"$OUT/environment.txt"
+
+for c in $CONCURRENCIES; do
+  n=$((c * NUM_PROMPTS_PER_CONC))
+  [ "$n" -ge "$MIN_PROMPTS" ] || n=$MIN_PROMPTS
+  for engine in tidal llama; do
+    echo "== $engine, concurrency $c, $n requests (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "$engine c$c start load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/environment.txt"
+    start_server "$engine"
+    extra='{}'
+    [ "$engine" = llama ] && extra=$llama_extra
+    port=$TIDAL_PORT
+    [ "$engine" = llama ] && port=$LLAMA_PORT
+    "$BENCH_BIN" --base-url "http://127.0.0.1:$port" --model "$NAME" --endpoint completions \
+      --dataset jsonl --dataset-path "$OUT/prompts.jsonl" --num-prompts "$n" \
+      --request-rate inf --max-concurrency "$c" --ignore-eos --extra-body "$extra" --seed "$SEED" \
+      --disable-progress --json "$OUT/$engine-c$c.json" | tee "$OUT/$engine-c$c.txt"
+    stop_server
+  done
+done
 
 python3 - "$OUT" "$CONCURRENCIES" "$OUTPUT_LEN" <<'EOF' | tee "$OUT/ratios.md"
 import json, sys
 out, concs, output_len = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 def load(engine, c):
-    s = json.load(open(f"{out}/{engine}-c{c}.json"))
-    reqs = s["requests"]
-    short = sum(1 for r in reqs if r["success"] and r["output_tokens"] != output_len)
-    return s["summary"], short
-print("| concurrency | engine | output tok/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | TPOT p99 ms | failed |")
-print("|---|---|---|---|---|---|---|---|")
+    d = json.load(open(f"{out}/{engine}-c{c}.json"))
+    short = sum(1 for r in d["requests"] if r["success"] and r["output_tokens"] != output_len)
+    return d["summary"], short
+print("| concurrency | engine | requests | output tok/s | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | TPOT p99 ms | failed |")
+print("|---|---|---|---|---|---|---|---|---|")
 ratios = []
 for c in concs:
     (t, t_short), (l, l_short) = load("tidal", c), load("llama", c)
     for name, s, short in (("tidal", t, t_short), ("llama.cpp", l, l_short)):
-        note = f" ({short} short)" if short else ""
-        print(f"| {c} | {name} | {s['output_throughput']:.1f} | {s['median_ttft_ms']:.1f} | {s['p99_ttft_ms']:.1f} "
-              f"| {s['median_tpot_ms']:.2f} | {s['p99_tpot_ms']:.2f} | {s['failed']}{note} |")
+        note = f" ({short} not {output_len} tokens)" if short else ""
+        print(f"| {c} | {name} | {s['completed']} | {s['output_throughput']:.1f} | {s['median_ttft_ms']:.0f} "
+              f"| {s['p99_ttft_ms']:.0f} | {s['median_tpot_ms']:.1f} | {s['p99_tpot_ms']:.1f} | {s['failed']}{note} |")
     ratios.append((c, t["output_throughput"] / l["output_throughput"],
                    l["median_ttft_ms"] / t["median_ttft_ms"], l["p99_ttft_ms"] / t["p99_ttft_ms"],
                    l["median_tpot_ms"] / t["median_tpot_ms"], l["p99_tpot_ms"] / t["p99_tpot_ms"]))
 print()
-print("Ratios, tidal relative to llama.cpp (> 1 means tidal is better: more throughput, lower latency):")
+print("tidal relative to llama.cpp; above 1 means tidal is better (throughput: tidal / llama.cpp;")
+print("latencies: llama.cpp / tidal):")
 print()
 print("| concurrency | output tok/s | TTFT p50 | TTFT p99 | TPOT p50 | TPOT p99 |")
 print("|---|---|---|---|---|---|")

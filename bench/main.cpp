@@ -109,8 +109,7 @@ nlohmann::json config_json(const Options& o) {
           {"goodput", o.goodput}};
 }
 
-int run(const Options& o) {
-  const tb::ServerUrl url = tb::parse_server_url(o.base_url);
+tb::RunOptions run_options(const Options& o, const tb::ServerUrl& url) {
   tb::RunOptions run;
   run.url = url;
   run.body.endpoint = o.endpoint == "chat" ? tb::Endpoint::chat : tb::Endpoint::completions;
@@ -122,11 +121,47 @@ int run(const Options& o) {
   }
   run.max_concurrency = o.max_concurrency;
   run.idle_timeout = std::chrono::seconds(o.timeout_s);
+  return run;
+}
+
+// Send offsets for every request; prints the traffic lines vLLM prints.
+std::vector<double> schedule(const Options& o, const std::vector<tb::SampleRequest>& samples, tb::ReportContext& ctx,
+                             std::mt19937_64& rng) {
+  if (o.trace_replay) {
+    std::vector<double> stamps;
+    for (const auto& s : samples) {
+      if (!s.timestamp_s) throw std::invalid_argument("--trace-replay needs a timestamp on every request");
+      stamps.push_back(*s.timestamp_s);
+    }
+    std::vector<double> offsets = tb::trace_offsets(stamps, o.trace_speedup);
+    std::cout << "Traffic: trace replay of " << samples.size() << " requests over " << offsets.back()
+              << " s (speedup " << o.trace_speedup << ")\n";
+    return offsets;
+  }
+  tb::ArrivalOptions arrival;
+  arrival.request_rate = parse_rate(o.request_rate);
+  arrival.burstiness = o.burstiness;
+  if (o.ramp_up_strategy == "linear") {
+    arrival.ramp = tb::LinearRamp{o.ramp_up_start_rps, o.ramp_up_end_rps};
+    std::cout << "Traffic ramp-up strategy: linear, " << o.ramp_up_start_rps << " -> " << o.ramp_up_end_rps
+              << " RPS\n";
+  } else {
+    std::cout << "Traffic request rate: " << o.request_rate << "\n";
+    if (!std::isinf(arrival.request_rate)) ctx.request_rate = arrival.request_rate;
+  }
+  std::cout << "Burstiness factor: " << o.burstiness
+            << (o.burstiness == 1.0 ? " (Poisson process)" : " (Gamma distribution)") << "\n";
+  return tb::arrival_offsets(samples.size(), arrival, rng);
+}
+
+int run(const Options& o) {
+  const tb::ServerUrl url = tb::parse_server_url(o.base_url);
+  const tb::RunOptions run = run_options(o, url);
   const tb::GoodputSlo slo = tb::parse_goodput(o.goodput);
 
   std::mt19937_64 data_rng(o.seed);
   std::mt19937_64 arrival_rng(o.seed ^ 0x9e3779b97f4a7c15ULL);  // independent of how much the dataset drew
-  std::vector<tb::SampleRequest> samples = load_samples(o, url, run.body.endpoint, data_rng);
+  const std::vector<tb::SampleRequest> samples = load_samples(o, url, run.body.endpoint, data_rng);
   if (samples.empty()) throw std::runtime_error("the dataset produced no requests");
   if (!o.save_dataset_path.empty()) {
     tb::write_jsonl_dataset(o.save_dataset_path, samples);
@@ -134,35 +169,9 @@ int run(const Options& o) {
     return 0;
   }
 
-  std::vector<double> offsets;
   tb::ReportContext ctx;
   ctx.max_concurrency = o.max_concurrency;
-  const double rate = parse_rate(o.request_rate);
-  if (o.trace_replay) {
-    std::vector<double> stamps;
-    for (const auto& s : samples) {
-      if (!s.timestamp_s) throw std::invalid_argument("--trace-replay needs a timestamp on every request");
-      stamps.push_back(*s.timestamp_s);
-    }
-    offsets = tb::trace_offsets(stamps, o.trace_speedup);
-    std::cout << "Traffic: trace replay of " << samples.size() << " requests over " << offsets.back()
-              << " s (speedup " << o.trace_speedup << ")\n";
-  } else {
-    tb::ArrivalOptions arrival;
-    arrival.request_rate = rate;
-    arrival.burstiness = o.burstiness;
-    if (o.ramp_up_strategy == "linear") {
-      arrival.ramp = tb::LinearRamp{o.ramp_up_start_rps, o.ramp_up_end_rps};
-      std::cout << "Traffic ramp-up strategy: linear, " << o.ramp_up_start_rps << " -> " << o.ramp_up_end_rps
-                << " RPS\n";
-    } else {
-      std::cout << "Traffic request rate: " << o.request_rate << "\n";
-      if (!std::isinf(rate)) ctx.request_rate = rate;
-    }
-    offsets = tb::arrival_offsets(samples.size(), arrival, arrival_rng);
-    std::cout << "Burstiness factor: " << o.burstiness << (o.burstiness == 1.0 ? " (Poisson process)" : " (Gamma distribution)")
-              << "\n";
-  }
+  const std::vector<double> offsets = schedule(o, samples, ctx, arrival_rng);
   std::cout << "Maximum request concurrency: " << (o.max_concurrency ? std::to_string(*o.max_concurrency) : "None")
             << std::endl;
 

@@ -27,10 +27,7 @@ int int_field(const nlohmann::json& obj, const char* key) {
 
 StreamChunk parse_stream_chunk(std::string_view data, Endpoint endpoint) {
   StreamChunk chunk;
-  if (data == "[DONE]") {
-    chunk.done = true;
-    return chunk;
-  }
+  if (data == "[DONE]") return chunk;
   const nlohmann::json j = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
     chunk.error = "stream event is not a JSON object: " + std::string(data.substr(0, 200));

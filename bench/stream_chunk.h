@@ -15,12 +15,12 @@ struct Usage {
 };
 
 struct StreamChunk {
-  bool done = false;                 // the "[DONE]" sentinel
   std::string content;               // choices[0].text (completions) or choices[0].delta.content (chat)
   std::optional<Usage> usage;        // present on the stream_options.include_usage chunk
   std::optional<std::string> error;  // an in-stream error object, or a payload that is not JSON
 };
 
+// The "[DONE]" sentinel reads as an empty chunk.
 StreamChunk parse_stream_chunk(std::string_view data, Endpoint endpoint);
 
 }  // namespace tidal::bench

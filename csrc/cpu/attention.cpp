@@ -61,9 +61,11 @@ void exp_shifted(float* s, int64_t n, float shift) {
 #endif
 }
 
-// acc[d] += sum over j < m of w[j] * v[j*hd + d], for d < hd: the terms are
-// added in increasing j, each with one rounding. The vector paths keep a few
-// columns of acc in registers across all m rows of the block.
+// For each of n rows r: acc_r[d] += sum over j < m of w_r[j] * v[j*hd + d]
+// for d < hd, where w_r = w + r * w_stride and acc_r = acc + r * acc_stride.
+// Each element adds its terms in increasing j, one rounding each. Rows are
+// done together so one load of v serves them all and their FMA chains
+// interleave instead of waiting on each other.
 #if defined(TIDAL_CPU_AVX512) || defined(TIDAL_CPU_AVX2)
 
 #if defined(TIDAL_CPU_AVX512)
@@ -71,40 +73,76 @@ using V = __m512;
 constexpr int kLanes = 16;
 inline V load(const float* p) { return _mm512_loadu_ps(p); }
 inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-inline V fmadd(float a, V b, V c) { return _mm512_fmadd_ps(_mm512_set1_ps(a), b, c); }
+inline V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline V broadcast(float a) { return _mm512_set1_ps(a); }
 #else
 using V = __m256;
 constexpr int kLanes = 8;
 inline V load(const float* p) { return _mm256_loadu_ps(p); }
 inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-inline V fmadd(float a, V b, V c) { return _mm256_fmadd_ps(_mm256_set1_ps(a), b, c); }
+inline V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V broadcast(float a) { return _mm256_set1_ps(a); }
 #endif
 
-template <int C>
-void accumulate_columns(const float* w, const float* v, int m, int hd, float* acc) {
-  V a[C];
-  for (int c = 0; c < C; ++c) a[c] = load(acc + c * kLanes);
-  for (int j = 0; j < m; ++j) {
-#pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) a[c] = fmadd(w[j], load(v + j * hd + c * kLanes), a[c]);
+// N rows x C vectors of columns, all in registers across the m positions.
+template <int N, int C>
+void accumulate_columns(const float* w, int64_t w_stride, const float* v, int m, int hd, float* acc,
+                        int64_t acc_stride) {
+  V a[N][C];
+  for (int r = 0; r < N; ++r) {
+    for (int c = 0; c < C; ++c) a[r][c] = load(acc + r * acc_stride + c * kLanes);
   }
-  for (int c = 0; c < C; ++c) store(acc + c * kLanes, a[c]);
+  for (int j = 0; j < m; ++j) {
+    V vj[C];
+    for (int c = 0; c < C; ++c) vj[c] = load(v + j * hd + c * kLanes);
+#pragma GCC unroll 4
+    for (int r = 0; r < N; ++r) {
+      const V wr = broadcast(w[r * w_stride + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) a[r][c] = fmadd(wr, vj[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < N; ++r) {
+    for (int c = 0; c < C; ++c) store(acc + r * acc_stride + c * kLanes, a[r][c]);
+  }
 }
 
-void accumulate_values(const float* w, const float* v, int m, int hd, float* acc) {
+template <int N>
+void accumulate_rows(const float* w, int64_t w_stride, const float* v, int m, int hd, float* acc, int64_t acc_stride) {
   int d = 0;
-  for (; d + 4 * kLanes <= hd; d += 4 * kLanes) accumulate_columns<4>(w, v + d, m, hd, acc + d);
-  for (; d + kLanes <= hd; d += kLanes) accumulate_columns<1>(w, v + d, m, hd, acc + d);
+  for (; d + 4 * kLanes <= hd; d += 4 * kLanes) accumulate_columns<N, 4>(w, w_stride, v + d, m, hd, acc + d, acc_stride);
+  for (; d + kLanes <= hd; d += kLanes) accumulate_columns<N, 1>(w, w_stride, v + d, m, hd, acc + d, acc_stride);
   for (; d < hd; ++d) {
-    for (int j = 0; j < m; ++j) acc[d] = mul_add(w[j], v[j * hd + d], acc[d]);
+    for (int r = 0; r < N; ++r) {
+      for (int j = 0; j < m; ++j) acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], v[j * hd + d], acc[r * acc_stride + d]);
+    }
+  }
+}
+
+void accumulate_values(const float* w, int64_t w_stride, int n, const float* v, int m, int hd, float* acc,
+                       int64_t acc_stride) {
+  for (int r = 0; r < n; r += 4) {
+    const float* wr = w + r * w_stride;
+    float* ar = acc + r * acc_stride;
+    switch (std::min(4, n - r)) {
+      case 1: accumulate_rows<1>(wr, w_stride, v, m, hd, ar, acc_stride); break;
+      case 2: accumulate_rows<2>(wr, w_stride, v, m, hd, ar, acc_stride); break;
+      case 3: accumulate_rows<3>(wr, w_stride, v, m, hd, ar, acc_stride); break;
+      default: accumulate_rows<4>(wr, w_stride, v, m, hd, ar, acc_stride); break;
+    }
   }
 }
 
 #else
 
-void accumulate_values(const float* w, const float* v, int m, int hd, float* acc) {
-  for (int j = 0; j < m; ++j) {
-    for (int d = 0; d < hd; ++d) acc[d] = mul_add(w[j], v[j * hd + d], acc[d]);
+void accumulate_values(const float* w, int64_t w_stride, int n, const float* v, int m, int hd, float* acc,
+                       int64_t acc_stride) {
+  for (int r = 0; r < n; ++r) {
+    for (int j = 0; j < m; ++j) {
+      for (int d = 0; d < hd; ++d) {
+        acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], v[j * hd + d], acc[r * acc_stride + d]);
+      }
+    }
   }
 }
 
@@ -174,10 +212,8 @@ void attend_chunk(const Job& job, const Run& run, int kv_head, int c, float* scr
     for (int32_t i = 0; i < n_tokens; ++i) {
       const int32_t m = std::min(bs, first_pos + i + 1 - p);
       if (m <= 0) continue;
-      for (int h = 0; h < g; ++h) {
-        accumulate_values(scores + size_t(i * g + h) * job.chunk + (p - c0), v, m, hd,
-                          job.partial(first_token + i, kv_head * g + h, c));
-      }
+      accumulate_values(scores + size_t(i * g) * job.chunk + (p - c0), job.chunk, g, v, m, hd,
+                        job.partial(first_token + i, kv_head * g, c), int64_t(job.max_chunks) * (hd + 2));
     }
   }
 }

@@ -130,9 +130,9 @@ using V = Isa::V;
 constexpr int kLanes = Isa::kLanes;
 
 // Reduces the R x T accumulators of a tile and writes the first nr rows
-// of each token's outputs.
+// of each token's outputs. Inlined so the accumulators never leave registers.
 template <int R, int T>
-void store_tile(const V (&acc)[R][T], int nr, float* y, int64_t ys) {
+[[gnu::always_inline]] inline void store_tile(const V (&acc)[R][T], int nr, float* y, int64_t ys) {
   V v[kLanes];
 #pragma GCC unroll 16
   for (int lane = 0; lane < kLanes; ++lane) v[Isa::slot(lane)] = lane < R * T ? acc[lane % R][lane / R] : Isa::zero();

@@ -1,40 +1,60 @@
 #include "engine/model_runner.h"
 
+#include "core/error.h"
+
 namespace tidal {
 
-ModelRunner::ModelRunner(const Model& model, Backend& backend, KvCache& cache)
-    : forward_(model, backend), cache_(cache), vocab_(model.config.vocab_size) {}
-
-std::vector<float>& ModelRunner::run(const SchedulerOutput& step) {
-  for (const BlockCopy& copy : step.block_copies) cache_.copy_block(copy.src, copy.dst);
-
-  const int block_size = cache_.shape().block_size;
-  tokens_.clear();
-  positions_.clear();
-  seq_index_.clear();
-  slots_.clear();
-  ForwardBatch batch;
-  for (size_t i = 0; i < step.scheduled.size(); ++i) {
+void FlatBatch::assign(const SchedulerOutput& step, size_t begin, size_t end, int block_size) {
+  tokens.clear();
+  positions.clear();
+  seq_index.clear();
+  slots.clear();
+  logits_rows.clear();
+  block_tables.resize(end - begin);
+  for (size_t i = begin; i < end; ++i) {
     const ScheduledSeq& s = step.scheduled[i];
     const Sequence& seq = *s.seq;
     for (int j = 0; j < s.num_new_tokens; ++j) {
       const int pos = seq.num_computed + j;
-      tokens_.push_back(seq.tokens[pos]);
-      positions_.push_back(pos);
-      seq_index_.push_back(int32_t(i));
-      slots_.push_back(seq.blocks.blocks[pos / block_size] * block_size + pos % block_size);
+      tokens.push_back(seq.tokens[pos]);
+      positions.push_back(pos);
+      seq_index.push_back(int32_t(i - begin));
+      slots.push_back(seq.blocks.blocks[pos / block_size] * block_size + pos % block_size);
     }
-    batch.meta.block_tables.emplace_back(seq.blocks.blocks);
-    if (s.sample) batch.logits_rows.push_back(int32_t(tokens_.size()) - 1);
+    block_tables[i - begin] = seq.blocks.blocks;
+    if (s.sample) logits_rows.push_back(int32_t(tokens.size()) - 1);
   }
-  batch.tokens = tokens_.data();
-  batch.meta.n_tokens = int(tokens_.size());
-  batch.meta.positions = positions_.data();
-  batch.meta.seq_index = seq_index_.data();
-  batch.meta.slot_mapping = slots_.data();
+}
 
-  logits_.resize(batch.logits_rows.size() * size_t(vocab_));
-  if (batch.meta.n_tokens > 0) forward_.forward(cache_, batch, logits_.data());
+ForwardBatch FlatBatch::view() const {
+  ForwardBatch batch;
+  batch.tokens = tokens.data();
+  batch.meta.n_tokens = n_tokens();
+  batch.meta.positions = positions.data();
+  batch.meta.seq_index = seq_index.data();
+  batch.meta.slot_mapping = slots.data();
+  for (const std::vector<int32_t>& table : block_tables) batch.meta.block_tables.emplace_back(table);
+  batch.logits_rows = logits_rows;
+  return batch;
+}
+
+ModelRunner::ModelRunner(const Model& model, Backend& backend) : config_(model.config), forward_(model, backend) {}
+
+size_t ModelRunner::kv_bytes_per_token() const {
+  return size_t(2) * config_.n_layers * config_.n_kv_heads * config_.head_dim * sizeof(float);
+}
+
+void ModelRunner::allocate_kv_cache(int num_blocks, int block_size) {
+  cache_ = std::make_unique<KvCache>(
+      KvCacheShape{config_.n_layers, config_.n_kv_heads, config_.head_dim, block_size, num_blocks});
+}
+
+std::vector<float>& ModelRunner::run(const SchedulerOutput& step) {
+  if (!cache_) throw Error(ErrorCode::kInternal, "ModelRunner::run before allocate_kv_cache");
+  for (const BlockCopy& copy : step.block_copies) cache_->copy_block(copy.src, copy.dst);
+  batch_.assign(step, 0, step.scheduled.size(), cache_->shape().block_size);
+  logits_.resize(batch_.logits_rows.size() * size_t(config_.vocab_size));
+  if (batch_.n_tokens() > 0) forward_.forward(*cache_, batch_.view(), logits_.data());
   return logits_;
 }
 

@@ -11,7 +11,6 @@ TEST(StreamChunk, CompletionText) {
   EXPECT_EQ(c.content, "Hi");
   EXPECT_FALSE(c.usage);
   EXPECT_FALSE(c.error);
-  EXPECT_FALSE(c.done);
 }
 
 TEST(StreamChunk, ChatDeltaContentAndRoleOnlyDelta) {
@@ -35,7 +34,10 @@ TEST(StreamChunk, NullUsageIsNoUsage) {
 }
 
 TEST(StreamChunk, DoneErrorAndGarbage) {
-  EXPECT_TRUE(parse_stream_chunk("[DONE]", Endpoint::chat).done);
+  const auto done = parse_stream_chunk("[DONE]", Endpoint::chat);
+  EXPECT_FALSE(done.error);
+  EXPECT_EQ(done.content, "");
+  EXPECT_FALSE(done.usage);
   EXPECT_EQ(*parse_stream_chunk(R"({"error":{"message":"boom","type":"x"}})", Endpoint::chat).error, "boom");
   EXPECT_TRUE(parse_stream_chunk("{not json", Endpoint::chat).error);
 }

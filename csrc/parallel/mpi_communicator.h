@@ -1,0 +1,102 @@
+// The MPI communicator: ranks are processes started by OpenMPI's mpirun, on
+// one machine or many (its host file). Every wait polls a non-blocking
+// request, so that a peer which died or hung turns into Error(kInternal)
+// after the timeout instead of a hang, and an idle worker sleeps instead of
+// spinning a core. Built only when CMake finds MPI (TIDAL_HAVE_MPI).
+#pragma once
+
+#ifdef TIDAL_HAVE_MPI
+
+#include <mpi.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace tidal {
+
+class MpiCommunicator : public Communicator {
+ public:
+  // Takes ownership of `comm` (a duplicate, never MPI_COMM_WORLD itself).
+  MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout);
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(float* data, size_t count) override;
+  void all_gather(const void* in, size_t bytes, void* out) override;
+  void broadcast(void* data, size_t bytes, int root, Wait wait) override;
+  void send(const void* data, size_t bytes, int dst) override;
+  void recv(void* data, size_t bytes, int src) override;
+  void barrier() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
+
+  // split() with the concrete type (the NCCL communicator builds on it).
+  std::unique_ptr<MpiCommunicator> split_mpi(int color, int key);
+  // A duplicate of this group (one per data-parallel replica, so replicas
+  // never see each other's messages).
+  std::unique_ptr<MpiCommunicator> dup() const;
+  MPI_Comm handle() const { return comm_; }
+
+ private:
+  struct PendingSend {
+    MPI_Request request;
+    std::vector<uint8_t> bytes;
+  };
+  // Polls `request` until it completes; throws (and marks this communicator
+  // failed) when a bounded wait outlasts the timeout.
+  void wait(MPI_Request& request, MPI_Status* status, Wait wait, const std::string& what);
+  void check(int rc, const std::string& what);
+  void throw_if_failed() const;
+  void reap_sends();
+
+  MPI_Comm comm_;
+  std::chrono::milliseconds timeout_;
+  int rank_ = 0, size_ = 1;
+  std::string failure_;
+  std::deque<PendingSend> sends_;  // buffered sends still in flight
+  std::vector<float> gathered_;
+};
+
+// MPI_Init / MPI_Finalize for the process, with the thread level the
+// data-parallel replicas need (each replica's ranks talk from their own
+// thread), and the fail-stop policy: a process that has lost a peer aborts
+// the whole job, so that mpirun exits non-zero and a supervisor restarts it.
+class MpiSession {
+ public:
+  MpiSession();
+  ~MpiSession();  // MPI_Finalize, or MPI_Abort once fail_stop() was called
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  int world_rank() const { return world_rank_; }
+  int world_size() const { return world_size_; }
+  int local_size() const { return local_size_; }  // ranks on this machine
+  std::string host() const;
+  std::unique_ptr<MpiCommunicator> world(std::chrono::milliseconds timeout) const;
+
+  // Aborts the job `delay` from now (at once if the session ends first).
+  // The delay lets error replies to clients leave before the process dies.
+  void fail_stop(std::chrono::milliseconds delay);
+
+ private:
+  int world_rank_ = 0, world_size_ = 1, local_size_ = 1;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool failed_ = false, ending_ = false;
+  std::thread aborter_;
+};
+
+}  // namespace tidal
+
+#endif  // TIDAL_HAVE_MPI
