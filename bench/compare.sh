@@ -26,7 +26,7 @@ CONCURRENCIES=${CONCURRENCIES:-"1 8 32"}
 INPUT_LEN=${INPUT_LEN:-256}
 OUTPUT_LEN=${OUTPUT_LEN:-128}
 VOCAB=${VOCAB:-49152}                            # SmolLM2's vocabulary
-NUM_PROMPTS_PER_CONC=${NUM_PROMPTS_PER_CONC:-4}  # requests per run: this x concurrency, at least MIN_PROMPTS
+NUM_PROMPTS_PER_CONC=${NUM_PROMPTS_PER_CONC:-2}  # requests per run: this x concurrency, at least MIN_PROMPTS
 MIN_PROMPTS=${MIN_PROMPTS:-8}
 SEED=${SEED:-0}
 LLAMA_PYTHON=${LLAMA_PYTHON:-python3}
@@ -123,6 +123,7 @@ for c in $CONCURRENCIES; do
       --dataset jsonl --dataset-path "$OUT/prompts.jsonl" --num-prompts "$n" \
       --request-rate inf --max-concurrency "$c" --ignore-eos --extra-body "$extra" --seed "$SEED" \
       --disable-progress --json "$OUT/$engine-c$c.json" | tee "$OUT/$engine-c$c.txt"
+    echo "$engine c$c end load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/environment.txt"
     stop_server
   done
 done

@@ -193,12 +193,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <DType kType>
 void launch_rows(const Weight& w, const float* x, int n_tokens, float* y, cudaStream_t stream) {
-  const int tokens_per_block = n_tokens >= 8 ? 8 : n_tokens >= 4 ? 4 : n_tokens >= 2 ? 2 : 1;
+  const int tokens_per_block = n_tokens >= kMaxTokens ? kMaxTokens : n_tokens >= 4 ? 4 : n_tokens >= 2 ? 2 : 1;
   const dim3 grid(unsigned((w.rows + kRows * kWarps - 1) / (kRows * kWarps)),
                   unsigned((n_tokens + tokens_per_block - 1) / tokens_per_block));
   const bool vector_x = reinterpret_cast<uintptr_t>(x) % 16 == 0 && w.cols % 4 == 0;
-  const int per_vector = 16 / dtype_block_bytes(kType);  // plain types only
-  const bool vector_w = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.cols % per_vector == 0;
+  // Plain rows are read 16 bytes at a time when every row starts aligned.
+  constexpr int kPerVector = is_quantized(kType) ? 1 : 16 / dtype_block_bytes(kType);
+  const bool vector_w = reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && w.cols % kPerVector == 0;
   switch (tokens_per_block) {
 #define TIDAL_LAUNCH(T)                                                                                          \
   case T:                                                                                                        \

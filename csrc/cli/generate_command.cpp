@@ -1,5 +1,6 @@
 // `tidal generate`: runs one or more prompts through the engine as one
-// continuous batch and prints the results in prompt order.
+// continuous batch and prints the results in prompt order. Under mpirun
+// (--comm mpi) only rank 0 prints; the other ranks serve their shards.
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -14,6 +15,7 @@ namespace {
 
 struct GenerateOptions {
   ModelOptions model;
+  ParallelConfig parallel;
   std::vector<std::string> prompts;
   int max_tokens = 64;
   float temperature = 1.0f;
@@ -24,19 +26,33 @@ struct GenerateOptions {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool json = false;
+  bool logprobs = false;
   bool stats = false;
 };
 
 struct Result {
   std::vector<int32_t> prompt_ids;
   std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;
   std::string text;
   std::string finish_reason;
 };
 
+void print_stats(const EngineStats& s, const char* prefix) {
+  std::fprintf(stderr,
+               "%ssteps=%llu prompt_tokens=%llu generation_tokens=%llu preemptions=%llu "
+               "prefix_queries=%llu prefix_hits=%llu kv_blocks=%d used_blocks=%d\n",
+               prefix, (unsigned long long)s.steps, (unsigned long long)s.prompt_tokens,
+               (unsigned long long)s.generation_tokens, (unsigned long long)s.num_preemptions,
+               (unsigned long long)s.prefix.queries, (unsigned long long)s.prefix.hits, s.num_blocks,
+               s.num_used_blocks);
+}
+
 void run_generate(const GenerateOptions& o) {
-  LoadedModel m = load_for_serving(o.model);
-  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, m.engine_config);
+  EngineSetup setup = start_engine(o.model, o.parallel);
+  if (!setup.engine) return;  // an MPI worker rank: its part is done
+  LLMEngine& engine = *setup.engine;
+  const LoadedModel& m = setup.loaded;
 
   std::vector<Result> results(o.prompts.size());
   for (size_t i = 0; i < o.prompts.size(); ++i) {
@@ -51,6 +67,7 @@ void run_generate(const GenerateOptions& o) {
     if (o.seed >= 0) r.sampling.seed = uint64_t(o.seed);
     r.sampling.stop = o.stop;
     r.sampling.ignore_eos = o.ignore_eos;
+    if (o.logprobs) r.sampling.logprobs = 0;
     results[i].prompt_ids = r.prompt;
     engine.add_request(std::move(r));
   }
@@ -59,6 +76,7 @@ void run_generate(const GenerateOptions& o) {
       Result& res = results[std::stoul(out.request_id)];
       for (const CompletionDelta& d : out.deltas) {
         res.token_ids.insert(res.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
+        res.logprobs.insert(res.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
         res.text += d.text;
         if (d.finish) res.finish_reason = finish_reason_name(*d.finish);
       }
@@ -71,6 +89,7 @@ void run_generate(const GenerateOptions& o) {
                           {"token_ids", res.token_ids},
                           {"text", res.text},
                           {"finish_reason", res.finish_reason}};
+      if (o.logprobs) j["logprobs"] = res.logprobs;
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       std::cout << res.text << "\n";
@@ -78,13 +97,8 @@ void run_generate(const GenerateOptions& o) {
   }
   if (o.stats) {
     const EngineStats s = engine.stats();
-    std::fprintf(stderr,
-                 "steps=%llu prompt_tokens=%llu generation_tokens=%llu preemptions=%llu "
-                 "prefix_queries=%llu prefix_hits=%llu kv_blocks=%d used_blocks=%d\n",
-                 (unsigned long long)s.steps, (unsigned long long)s.prompt_tokens,
-                 (unsigned long long)s.generation_tokens, (unsigned long long)s.num_preemptions,
-                 (unsigned long long)s.prefix.queries, (unsigned long long)s.prefix.hits, s.num_blocks,
-                 s.num_used_blocks);
+    print_stats(s, "");
+    for (size_t i = 0; i < s.replicas.size(); ++i) print_stats(s.replicas[i], ("replica " + std::to_string(i) + ": ").c_str());
   }
 }
 
@@ -94,6 +108,7 @@ void register_generate_command(CLI::App& app) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "generate text for one or more prompts (one continuous batch)");
   add_model_options(*cmd, o->model);
+  add_parallel_options(*cmd, o->parallel);
   cmd->add_option("-p,--prompt", o->prompts, "prompt text (repeat for a batch)")->required();
   cmd->add_option("-n,--max-tokens", o->max_tokens, "tokens to generate per prompt")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
@@ -104,6 +119,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--stop", o->stop, "stop string (repeatable)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
   cmd->add_flag("--json", o->json, "print one JSON object per prompt: prompt_ids, token_ids, text");
+  cmd->add_flag("--logprobs", o->logprobs, "with --json: add each generated token's log-probability");
   cmd->add_flag("--stats", o->stats, "print engine counters to stderr at the end");
   cmd->callback([o] { run_generate(*o); });
 }

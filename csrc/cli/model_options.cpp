@@ -42,9 +42,8 @@ std::string find_tokenizer(const ModelOptions& o) {
   throw Error(ErrorCode::kNotFound, "no tokenizer found next to " + o.model + "; pass --tokenizer");
 }
 
-}  // namespace
-
-LoadedModel load_for_serving(const ModelOptions& o) {
+// The model, tokenizer and engine settings, without a device.
+LoadedModel load_model_files(const ModelOptions& o) {
   LoadedModel m;
   LoadOptions load;
   load.dequantize_to_f32 = o.f32;
@@ -60,9 +59,6 @@ LoadedModel load_for_serving(const ModelOptions& o) {
   if (fs::path(o.model).extension() == ".gguf") {
     m.chat_template = GgufFile::open(o.model)->get_string("tokenizer.chat_template");
   }
-  m.pool = std::make_unique<ThreadPool>(o.threads);
-  m.backend = std::make_unique<CpuBackend>(*m.pool);
-
   EngineConfig& e = m.engine_config;
   e.block_size = o.block_size;
   e.kv_cache_bytes = size_t(o.kv_cache_mb) << 20;
@@ -74,6 +70,47 @@ LoadedModel load_for_serving(const ModelOptions& o) {
   // Requests without a seed draw from a stream that differs run to run.
   e.default_seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
   return m;
+}
+
+}  // namespace
+
+LoadedModel load_for_serving(const ModelOptions& o) {
+  LoadedModel m = load_model_files(o);
+  m.pool = std::make_unique<ThreadPool>(o.threads);
+  m.backend = std::make_unique<CpuBackend>(*m.pool);
+  return m;
+}
+
+void add_parallel_options(CLI::App& app, ParallelConfig& p) {
+  app.add_option("--tp", p.tp, "tensor-parallel ranks per stage (must divide the KV heads)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--pp", p.pp, "pipeline stages (contiguous layer ranges)")->check(CLI::Range(1, 1024));
+  app.add_option("--dp", p.dp, "data-parallel engine replicas, each tp * pp ranks")->check(CLI::Range(1, 1024));
+  app.add_option("--comm", p.comm, "communicator: local (threads), mpi (under mpirun -np tp*pp), nccl")
+      ->check(CLI::IsMember({"local", "mpi", "nccl"}))
+      ->capture_default_str();
+  app.add_option("--comm-timeout", p.comm_timeout_s, "seconds a rank may stay silent before it counts as lost")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
+}
+
+EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
+  EngineSetup s;
+  if (parallel.single_device()) {
+    s.loaded = load_for_serving(o);
+    LoadedModel& m = s.loaded;
+    s.engine = std::make_unique<LLMEngine>(*m.model, *m.tokenizer, *m.backend, m.engine_config);
+    return s;
+  }
+  s.loaded = load_model_files(o);
+  LoadedModel& m = s.loaded;
+  s.deployment = std::make_unique<Deployment>(*m.model, parallel, o.threads);
+  if (!s.deployment->is_driver()) {
+    s.deployment->serve();
+    return s;
+  }
+  s.engine = std::make_unique<LLMEngine>(m.model->config, *m.tokenizer, s.deployment->executors(), m.engine_config);
+  return s;
 }
 
 }  // namespace tidal

@@ -1,5 +1,6 @@
 // Command-line options shared by every subcommand that loads a model, and
-// the bundle of objects they produce (model, tokenizer, thread pool, backend).
+// the bundle of objects they produce (model, tokenizer, thread pool, backend),
+// plus the --tp/--pp/--dp/--comm options of the commands that run the engine.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,8 @@
 #include "model/backend.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "parallel/deployment.h"
+#include "parallel/parallel_config.h"
 
 namespace tidal {
 
@@ -34,12 +37,27 @@ struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Backend> backend;  // null when a Deployment provides the devices
   EngineConfig engine_config;
   std::string chat_template;    // GGUF tokenizer.chat_template; empty when the model has none
 };
 
 // Throws tidal::Error with a one-line message for missing or corrupt files.
 LoadedModel load_for_serving(const ModelOptions& options);
+
+void add_parallel_options(CLI::App& app, ParallelConfig& parallel);
+
+// What a command that runs the engine holds; members are destroyed engine
+// first, model last.
+struct EngineSetup {
+  LoadedModel loaded;
+  std::unique_ptr<Deployment> deployment;  // all but the single-device configuration
+  std::unique_ptr<LLMEngine> engine;       // null on an MPI worker process
+};
+
+// Loads the model and builds the engine for `parallel`. On an MPI worker
+// process it serves that process's ranks until the driver stops them, and
+// returns without an engine: the command then has nothing more to do.
+EngineSetup start_engine(const ModelOptions& options, const ParallelConfig& parallel);
 
 }  // namespace tidal

@@ -32,8 +32,10 @@ struct Isa {
   using V = __m512;
   static constexpr int kLanes = 16;
   // Rows per tile for a group of t tokens: 16x1 streams rows for GEMV; 4x4
-  // needs 8 loads per 16 FMAs, within one load per FMA.
-  static constexpr int tile_rows(int t) { return t == 1 ? 16 : t == 2 ? 8 : t == 3 ? 5 : 4; }
+  // needs 8 loads per 16 FMAs, within one load per FMA. Every count divides
+  // 16, so a 16-slot KV block scored against 1 to 4 query heads has no
+  // ragged tile.
+  static constexpr int tile_rows(int t) { return t == 1 ? 16 : t == 2 ? 8 : 4; }
 
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }

@@ -7,6 +7,8 @@
 #include "core/error.h"
 #include "engine/model_runner.h"
 #include "engine/output_text.h"
+#include "parallel/replica_router.h"
+#include "parallel/replica_threads.h"
 
 namespace tidal {
 
@@ -44,28 +46,50 @@ class RequestState {
   double queue_seconds = -1.0;
   bool queue_time_reported = false;
   bool scheduled_once = false;
+  size_t replica = 0;
   bool all_done() const { return num_finished == request.sampling.n; }
 };
 
+struct LLMEngine::Replica {
+  std::unique_ptr<Executor> executor;
+  std::unique_ptr<BlockManager> blocks;
+  std::unique_ptr<Scheduler> scheduler;
+  std::vector<RequestState*> requests;  // unfinished, in arrival order
+  uint64_t prompt_tokens = 0, generation_tokens = 0, steps = 0;
+};
+
+namespace {
+
+std::vector<std::unique_ptr<Executor>> one_device(const Model& model, Backend& backend) {
+  std::vector<std::unique_ptr<Executor>> executors;
+  executors.push_back(std::make_unique<ModelRunner>(model, backend));
+  return executors;
+}
+
+}  // namespace
+
 LLMEngine::LLMEngine(const Model& model, const Tokenizer& tokenizer, Backend& backend, const EngineConfig& config)
-    : model_(model), tokenizer_(tokenizer), scheduler_config_(config.scheduler), default_seed_(config.default_seed) {
-  const ModelConfig& mc = model.config;
-  KvCacheShape shape;
-  shape.n_layers = mc.n_layers;
-  shape.n_kv_heads = mc.n_kv_heads;
-  shape.head_dim = mc.head_dim;
-  shape.block_size = config.block_size;
-  shape.num_blocks = config.num_kv_blocks > 0
-                         ? config.num_kv_blocks
-                         : int(config.kv_cache_bytes / (shape.bytes_per_token() * size_t(config.block_size)));
-  if (shape.num_blocks < 1) throw Error(ErrorCode::kInvalidArgument, "KV cache too small for one block");
-  if (scheduler_config_.max_model_len <= 0) scheduler_config_.max_model_len = mc.max_seq_len;
-  // A sequence longer than the whole pool could never run; cap the context.
-  scheduler_config_.max_model_len = std::min(scheduler_config_.max_model_len, shape.num_blocks * shape.block_size);
-  kv_ = std::make_unique<KvCache>(shape);
-  blocks_ = std::make_unique<BlockManager>(shape.num_blocks, shape.block_size, config.enable_prefix_caching);
-  scheduler_ = std::make_unique<Scheduler>(scheduler_config_, *blocks_);
-  runner_ = std::make_unique<ModelRunner>(model, backend, *kv_);
+    : LLMEngine(model.config, tokenizer, one_device(model, backend), config) {}
+
+LLMEngine::LLMEngine(const ModelConfig& model, const Tokenizer& tokenizer,
+                     std::vector<std::unique_ptr<Executor>> executors, const EngineConfig& config)
+    : config_(model), tokenizer_(tokenizer), scheduler_config_(config.scheduler), default_seed_(config.default_seed) {
+  if (executors.empty()) throw Error(ErrorCode::kInvalidArgument, "an engine needs at least one executor");
+  if (scheduler_config_.max_model_len <= 0) scheduler_config_.max_model_len = model.max_seq_len;
+  for (std::unique_ptr<Executor>& executor : executors) {
+    const size_t block_bytes = executor->kv_bytes_per_token() * size_t(config.block_size);
+    const int num_blocks = config.num_kv_blocks > 0 ? config.num_kv_blocks : int(config.kv_cache_bytes / block_bytes);
+    if (num_blocks < 1) throw Error(ErrorCode::kInvalidArgument, "KV cache too small for one block");
+    // A sequence longer than the whole pool could never run; cap the context.
+    scheduler_config_.max_model_len = std::min(scheduler_config_.max_model_len, num_blocks * config.block_size);
+    executor->allocate_kv_cache(num_blocks, config.block_size);
+    auto replica = std::make_unique<Replica>();
+    replica->executor = std::move(executor);
+    replica->blocks = std::make_unique<BlockManager>(num_blocks, config.block_size, config.enable_prefix_caching);
+    replicas_.push_back(std::move(replica));
+  }
+  for (auto& replica : replicas_) replica->scheduler = std::make_unique<Scheduler>(scheduler_config_, *replica->blocks);
+  if (replicas_.size() > 1) threads_ = std::make_unique<ReplicaThreads>(replicas_.size());
 }
 
 LLMEngine::~LLMEngine() = default;
@@ -76,7 +100,7 @@ void LLMEngine::validate(const Request& r) const {
   const int max_len = scheduler_config_.max_model_len;
   if (r.prompt.empty()) fail("prompt must contain at least one token");
   for (int32_t id : r.prompt) {
-    if (id < 0 || id >= model_.config.vocab_size) fail("prompt token id " + std::to_string(id) + " is out of vocabulary");
+    if (id < 0 || id >= config_.vocab_size) fail("prompt token id " + std::to_string(id) + " is out of vocabulary");
   }
   if (p.max_tokens < 1) fail("max_tokens must be at least 1");
   if (p.n < 1 || p.n > 128) fail("n must be between 1 and 128");
@@ -99,6 +123,8 @@ void LLMEngine::add_request(Request request) {
   if (requests_.count(request.id)) throw Error(ErrorCode::kInvalidArgument, "duplicate request id " + request.id);
   auto state = std::make_unique<RequestState>();
   state->request = std::move(request);
+  state->replica = choose_replica();
+  Replica& replica = *replicas_[state->replica];
   const Request& r = state->request;
   const uint64_t base_seed = r.sampling.seed ? *r.sampling.seed : mix64(default_seed_ ^ mix64(uint64_t(next_seq_id_)));
   auto choice = std::make_unique<Choice>(tokenizer_, r.sampling, r.prompt.back());
@@ -111,16 +137,34 @@ void LLMEngine::add_request(Request request) {
   seq.tokens = r.prompt;
   seq.prompt_len = int(r.prompt.size());
   owner_of_seq_[seq.id] = state.get();
-  scheduler_->add(&seq);
+  replica.scheduler->add(&seq);
   state->choices.push_back(std::move(choice));
-  prompt_tokens_ += r.prompt.size();
+  replica.prompt_tokens += r.prompt.size();
+  replica.requests.push_back(state.get());
   requests_[r.id] = std::move(state);
+}
+
+size_t LLMEngine::choose_replica() const {
+  if (replicas_.size() == 1) return 0;
+  std::vector<ReplicaLoad> loads(replicas_.size());
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    const Replica& r = *replicas_[i];
+    loads[i].kv_usage = r.blocks->usage();
+    for (const RequestState* st : r.requests) {
+      const Sequence& first = *st->choices.front()->seq;
+      const int prompt_left = std::max(0, first.prompt_len - first.num_computed);
+      const int64_t to_generate = int64_t(st->request.sampling.n) * st->request.sampling.max_tokens;
+      loads[i].outstanding_tokens += uint64_t(prompt_left + std::max<int64_t>(0, to_generate - st->completion_tokens));
+    }
+  }
+  return pick_replica(loads);
 }
 
 std::optional<RequestOutput> LLMEngine::abort_request(const std::string& id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return std::nullopt;
   RequestState& st = *it->second;
+  Replica& replica = *replicas_[st.replica];
   RequestOutput out;
   out.request_id = id;
   out.prompt_tokens = int(st.request.prompt.size());
@@ -130,37 +174,82 @@ std::optional<RequestOutput> LLMEngine::abort_request(const std::string& id) {
   for (size_t i = 0; i < st.choices.size(); ++i) {
     Choice& c = *st.choices[i];
     if (c.finished) continue;
-    scheduler_->finish(c.seq.get());
+    replica.scheduler->finish(c.seq.get());
     owner_of_seq_.erase(c.seq->id);
     CompletionDelta d;
     d.index = int(i);
     d.finish = FinishReason::kAbort;
     out.deltas.push_back(std::move(d));
   }
+  std::erase(replica.requests, &st);
   requests_.erase(it);
   return out;
 }
 
 std::vector<RequestOutput> LLMEngine::step() {
-  SchedulerOutput sched = scheduler_->schedule();
-  if (sched.empty()) return {};
+  std::vector<SchedulerOutput> sched(replicas_.size());
+  bool any = false;
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    sched[i] = replicas_[i]->scheduler->schedule();
+    any = any || !sched[i].empty();
+  }
+  if (!any) return {};
   ++steps_;
 
   const auto now = Clock::now();
-  for (const ScheduledSeq& s : sched.scheduled) {
-    RequestState* st = owner_of_seq_.at(s.seq->id);
-    if (!st->scheduled_once) {
-      st->scheduled_once = true;
-      st->cached_prompt_tokens = s.seq->num_computed;
-      st->queue_seconds = std::chrono::duration<double>(now - st->arrival).count();
+  for (const SchedulerOutput& so : sched) {
+    for (const ScheduledSeq& s : so.scheduled) {
+      RequestState* st = owner_of_seq_.at(s.seq->id);
+      if (!st->scheduled_once) {
+        st->scheduled_once = true;
+        st->cached_prompt_tokens = s.seq->num_computed;
+        st->queue_seconds = std::chrono::duration<double>(now - st->arrival).count();
+      }
     }
   }
 
-  std::vector<float>& logits = runner_->run(sched);
-  scheduler_->update(sched);
+  std::vector<std::vector<float>*> logits(replicas_.size(), nullptr);
+  auto run = [&](size_t i) {
+    if (!sched[i].empty()) logits[i] = &replicas_[i]->executor->run(sched[i]);
+  };
+  if (threads_) {
+    threads_->run(run);
+  } else {
+    run(0);
+  }
 
   std::vector<RequestOutput> outputs;
   std::unordered_map<RequestState*, size_t> output_of;
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    if (sched[i].empty()) continue;
+    Replica& replica = *replicas_[i];
+    ++replica.steps;
+    replica.scheduler->update(sched[i]);
+    process(replica, sched[i], *logits[i], outputs, output_of);
+  }
+
+  for (RequestOutput& out : outputs) {
+    RequestState& st = *requests_.at(out.request_id);
+    out.prompt_tokens = int(st.request.prompt.size());
+    out.completion_tokens = st.completion_tokens;
+    out.cached_prompt_tokens = st.cached_prompt_tokens;
+    if (!st.queue_time_reported) {
+      st.queue_time_reported = true;
+      out.queue_seconds = st.queue_seconds;
+    }
+    out.finished = st.all_done();
+  }
+  for (const RequestOutput& out : outputs) {
+    if (!out.finished) continue;
+    auto it = requests_.find(out.request_id);
+    std::erase(replicas_[it->second->replica]->requests, it->second.get());
+    requests_.erase(it);
+  }
+  return outputs;
+}
+
+void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vector<float>& logits,
+                        std::vector<RequestOutput>& outputs, std::unordered_map<RequestState*, size_t>& output_of) {
   auto output_for = [&](RequestState* st) -> RequestOutput& {
     auto [it, inserted] = output_of.try_emplace(st, outputs.size());
     if (inserted) {
@@ -170,7 +259,7 @@ std::vector<RequestOutput> LLMEngine::step() {
     return outputs[it->second];
   };
 
-  const int vocab = runner_->vocab_size();
+  const int vocab = config_.vocab_size;
   const std::vector<int32_t> extra_stops = tokenizer_.extra_stop_ids();
   std::vector<float> scratch;
   int row = 0;
@@ -203,7 +292,7 @@ std::vector<RequestOutput> LLMEngine::step() {
         cs.priority = parent.priority;
         cs.tokens = parent.tokens;
         cs.prompt_len = parent.prompt_len;
-        scheduler_->fork(parent, &cs);
+        replica.scheduler->fork(parent, &cs);
         owner_of_seq_[cs.id] = st;
         targets.push_back(child.get());
         st->choices.push_back(std::move(child));
@@ -219,7 +308,7 @@ std::vector<RequestOutput> LLMEngine::step() {
       SampleResult r = sample_token(std::span<float>(row_logits, size_t(vocab)), params, generated, c.seed,
                                     uint64_t(seq.num_generated()));
       seq.tokens.push_back(r.token);
-      ++generation_tokens_;
+      ++replica.generation_tokens;
       ++st->completion_tokens;
 
       CompletionDelta d;
@@ -246,42 +335,52 @@ std::vector<RequestOutput> LLMEngine::step() {
         d.text += c.text.finish();
         c.finished = true;
         ++st->num_finished;
-        scheduler_->finish(&seq);
+        replica.scheduler->finish(&seq);
         owner_of_seq_.erase(seq.id);
       }
       output_for(st).deltas.push_back(std::move(d));
     }
   }
+}
 
-  for (RequestOutput& out : outputs) {
-    RequestState& st = *requests_.at(out.request_id);
-    out.prompt_tokens = int(st.request.prompt.size());
-    out.completion_tokens = st.completion_tokens;
-    out.cached_prompt_tokens = st.cached_prompt_tokens;
-    if (!st.queue_time_reported) {
-      st.queue_time_reported = true;
-      out.queue_seconds = st.queue_seconds;
-    }
-    out.finished = st.all_done();
-  }
-  for (const RequestOutput& out : outputs)
-    if (out.finished) requests_.erase(out.request_id);
-  return outputs;
+EngineStats LLMEngine::replica_stats(const Replica& r) {
+  EngineStats s;
+  s.num_running = r.scheduler->num_running();
+  s.num_waiting = r.scheduler->num_waiting();
+  s.num_blocks = r.blocks->num_blocks();
+  s.num_used_blocks = r.blocks->num_used_blocks();
+  s.kv_usage = r.blocks->usage();
+  s.prefix = r.blocks->prefix_stats();
+  s.num_preemptions = r.scheduler->num_preemptions();
+  s.prompt_tokens = r.prompt_tokens;
+  s.generation_tokens = r.generation_tokens;
+  s.steps = r.steps;
+  return s;
 }
 
 EngineStats LLMEngine::stats() const {
-  EngineStats s;
-  s.num_running = scheduler_->num_running();
-  s.num_waiting = scheduler_->num_waiting();
-  s.num_blocks = blocks_->num_blocks();
-  s.num_used_blocks = blocks_->num_used_blocks();
-  s.kv_usage = blocks_->usage();
-  s.prefix = blocks_->prefix_stats();
-  s.num_preemptions = scheduler_->num_preemptions();
-  s.prompt_tokens = prompt_tokens_;
-  s.generation_tokens = generation_tokens_;
-  s.steps = steps_;
-  return s;
+  if (replicas_.size() == 1) {
+    EngineStats s = replica_stats(*replicas_.front());
+    s.steps = steps_;
+    return s;
+  }
+  EngineStats total;
+  for (const auto& replica : replicas_) {
+    EngineStats s = replica_stats(*replica);
+    total.num_running += s.num_running;
+    total.num_waiting += s.num_waiting;
+    total.num_blocks += s.num_blocks;
+    total.num_used_blocks += s.num_used_blocks;
+    total.prefix.queries += s.prefix.queries;
+    total.prefix.hits += s.prefix.hits;
+    total.num_preemptions += s.num_preemptions;
+    total.prompt_tokens += s.prompt_tokens;
+    total.generation_tokens += s.generation_tokens;
+    total.replicas.push_back(std::move(s));
+  }
+  total.kv_usage = total.num_blocks > 0 ? double(total.num_used_blocks) / total.num_blocks : 0.0;
+  total.steps = steps_;
+  return total;
 }
 
 }  // namespace tidal

@@ -1,7 +1,11 @@
 // The synchronous engine: requests in, one scheduled+executed+sampled step
-// at a time, outputs out. No threads of its own beyond the backend's pool;
-// `tidal generate` and the tests drive it directly, and AsyncEngine runs it
-// on a dedicated loop thread for the server.
+// at a time, outputs out. `tidal generate` and the tests drive it directly,
+// and AsyncEngine runs it on a dedicated loop thread for the server.
+//
+// With data parallelism it holds several replicas, each with its own
+// executor, scheduler and KV pool; a new request goes to the replica with
+// the least outstanding work, and a step runs every replica's forward pass
+// at once (one thread per replica), so replicas advance in lockstep.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/executor.h"
 #include "engine/request.h"
 #include "kv/block_manager.h"
 #include "kv/kv_cache.h"
@@ -21,7 +26,7 @@
 
 namespace tidal {
 
-class ModelRunner;
+class ReplicaThreads;
 class RequestState;
 
 struct EngineConfig {
@@ -44,12 +49,19 @@ struct EngineStats {
   uint64_t prompt_tokens = 0;       // prompt tokens computed (not cached)
   uint64_t generation_tokens = 0;
   uint64_t steps = 0;
+  // Per data-parallel replica (empty with one replica); the fields above
+  // are the totals (kv_usage: used over total blocks of all replicas).
+  std::vector<EngineStats> replicas;
 };
 
 class LLMEngine {
  public:
-  // The model, tokenizer and backend must outlive the engine.
+  // One device. The model, tokenizer and backend must outlive the engine.
   LLMEngine(const Model& model, const Tokenizer& tokenizer, Backend& backend, const EngineConfig& config);
+  // One replica per executor (parallel/deployment.h builds them for
+  // --tp/--pp/--dp). config.kv_cache_bytes is per device.
+  LLMEngine(const ModelConfig& model, const Tokenizer& tokenizer, std::vector<std::unique_ptr<Executor>> replicas,
+            const EngineConfig& config);
   ~LLMEngine();
 
   // Validates and queues a request. Throws Error(kInvalidArgument) for an
@@ -68,22 +80,29 @@ class LLMEngine {
   EngineStats stats() const;
 
   const Tokenizer& tokenizer() const { return tokenizer_; }
-  const ModelConfig& model_config() const { return model_.config; }
+  const ModelConfig& model_config() const { return config_; }
   int max_model_len() const { return scheduler_config_.max_model_len; }
+  size_t num_replicas() const { return replicas_.size(); }
 
  private:
-  const Model& model_;
+  struct Replica;
+
+  // Samples the replica's logits and turns them into outputs.
+  void process(Replica& replica, const SchedulerOutput& sched, std::vector<float>& logits,
+               std::vector<RequestOutput>& outputs, std::unordered_map<RequestState*, size_t>& output_of);
+  size_t choose_replica() const;
+  static EngineStats replica_stats(const Replica& replica);
+
+  ModelConfig config_;
   const Tokenizer& tokenizer_;
   SchedulerConfig scheduler_config_;
   uint64_t default_seed_;
-  std::unique_ptr<KvCache> kv_;
-  std::unique_ptr<BlockManager> blocks_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<ModelRunner> runner_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
+  std::unique_ptr<ReplicaThreads> threads_;  // only with more than one replica
   std::unordered_map<std::string, std::unique_ptr<RequestState>> requests_;
   std::unordered_map<int64_t, RequestState*> owner_of_seq_;
   int64_t next_seq_id_ = 0;
-  uint64_t prompt_tokens_ = 0, generation_tokens_ = 0, steps_ = 0;
+  uint64_t steps_ = 0;
 };
 
 }  // namespace tidal

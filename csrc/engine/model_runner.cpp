@@ -41,7 +41,7 @@ ForwardBatch FlatBatch::view() const {
 ModelRunner::ModelRunner(const Model& model, Backend& backend) : config_(model.config), forward_(model, backend) {}
 
 size_t ModelRunner::kv_bytes_per_token() const {
-  return size_t(2) * config_.n_layers * config_.n_kv_heads * config_.head_dim * sizeof(float);
+  return KvCacheShape{config_.n_layers, config_.n_kv_heads, config_.head_dim}.bytes_per_token();
 }
 
 void ModelRunner::allocate_kv_cache(int num_blocks, int block_size) {

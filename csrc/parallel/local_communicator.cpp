@@ -9,13 +9,6 @@ namespace tidal {
 
 LocalGroup::LocalGroup(int size) : size_(size), slots_(size_t(size), nullptr) {}
 
-std::vector<std::unique_ptr<Communicator>> LocalGroup::create(int size) {
-  auto group = std::make_shared<LocalGroup>(size);
-  std::vector<std::unique_ptr<Communicator>> ranks;
-  for (int r = 0; r < size; ++r) ranks.push_back(std::make_unique<LocalCommunicator>(group, r));
-  return ranks;
-}
-
 void LocalGroup::fail(const std::string& reason) {
   std::vector<std::weak_ptr<LocalGroup>> children;
   {
@@ -35,14 +28,11 @@ void LocalGroup::throw_if_failed() const {
 template <typename Read>
 void LocalGroup::collective(int rank, const void* mine, Read&& read) {
   std::unique_lock<std::mutex> lock(mutex_);
-  // The previous collective's contributions stay published until every rank
-  // has read them.
-  cv_.wait(lock, [&] { return !reading_ || !failure_.empty(); });
   throw_if_failed();
+  const uint64_t generation = generation_;
   slots_[size_t(rank)] = mine;
   if (++arrived_ == size_) {
     reading_ = true;
-    readers_ = size_;
     cv_.notify_all();
   } else {
     cv_.wait(lock, [&] { return reading_ || !failure_.empty(); });
@@ -51,10 +41,17 @@ void LocalGroup::collective(int rank, const void* mine, Read&& read) {
   lock.unlock();
   read(slots_);
   lock.lock();
-  if (--readers_ == 0) {
+  // Nobody leaves before everybody has read: each rank's buffer must stay
+  // valid (and its slot untouched) until then.
+  if (++done_reading_ == size_) {
     reading_ = false;
     arrived_ = 0;
+    done_reading_ = 0;
+    ++generation_;
     cv_.notify_all();
+  } else {
+    cv_.wait(lock, [&] { return generation_ != generation || !failure_.empty(); });
+    throw_if_failed();
   }
 }
 

@@ -20,10 +20,8 @@ namespace tidal {
 // The state the ranks of one group share.
 class LocalGroup {
  public:
+  // Rank r talks through LocalCommunicator(group, r), one thread at a time.
   explicit LocalGroup(int size);
-
-  // One communicator per rank, each to be used by one thread at a time.
-  static std::vector<std::unique_ptr<Communicator>> create(int size);
 
   // Wakes every waiting rank with Error(kInternal, reason), now and in every
   // later operation: a rank that cannot go on must not leave its peers
@@ -34,8 +32,8 @@ class LocalGroup {
   friend class LocalCommunicator;
 
   // Runs one collective: publishes `mine` as rank's contribution, waits for
-  // every rank's, calls read(contributions), and returns once it is safe to
-  // start the next collective.
+  // every rank's, calls read(contributions), and returns once every rank
+  // has read (so `mine` may then be reused).
   template <typename Read>
   void collective(int rank, const void* mine, Read&& read);
   void send(int src, int dst, const void* data, size_t bytes);
@@ -47,12 +45,13 @@ class LocalGroup {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::string failure_;  // non-empty once failed
-  // Collectives: contributions of the current one, and how many ranks have
-  // published / still read it.
+  // Collectives: contributions of the current one, how many ranks have
+  // published / finished reading it, and how many collectives have ended.
   std::vector<const void*> slots_;
   int arrived_ = 0;
-  int readers_ = 0;
+  int done_reading_ = 0;
   bool reading_ = false;
+  uint64_t generation_ = 0;
   // Point to point: queued messages per (src, dst).
   std::map<std::pair<int, int>, std::deque<std::vector<uint8_t>>> mailboxes_;
   // Groups made by split(), until every member has picked its group up.

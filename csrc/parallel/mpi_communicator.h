@@ -81,7 +81,8 @@ class MpiSession {
 
   int world_rank() const { return world_rank_; }
   int world_size() const { return world_size_; }
-  int local_size() const { return local_size_; }  // ranks on this machine
+  int local_rank() const { return local_rank_; }  // among the ranks on this machine
+  int local_size() const { return local_size_; }
   std::string host() const;
   std::unique_ptr<MpiCommunicator> world(std::chrono::milliseconds timeout) const;
 
@@ -90,7 +91,7 @@ class MpiSession {
   void fail_stop(std::chrono::milliseconds delay);
 
  private:
-  int world_rank_ = 0, world_size_ = 1, local_size_ = 1;
+  int world_rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool failed_ = false, ending_ = false;

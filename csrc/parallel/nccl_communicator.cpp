@@ -20,6 +20,14 @@ void check_nccl(ncclResult_t rc, const char* what) {
 
 }  // namespace
 
+int NcclCommunicator::device_for(int local_rank) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    throw Error(ErrorCode::kUnsupported, "--comm nccl: no CUDA device is visible to this process");
+  }
+  return local_rank % count;
+}
+
 NcclCommunicator::NcclCommunicator(std::unique_ptr<MpiCommunicator> control, int device)
     : control_(std::move(control)), device_(device) {
   check_cuda(cudaSetDevice(device_), "cudaSetDevice");

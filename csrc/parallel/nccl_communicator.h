@@ -22,6 +22,8 @@ class NcclCommunicator : public Communicator {
  public:
   // Collective over `control`'s ranks; `device` is this rank's GPU.
   NcclCommunicator(std::unique_ptr<MpiCommunicator> control, int device);
+  // The GPU of the process that is `local_rank` among those on its machine.
+  static int device_for(int local_rank);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TIDAL = os.environ.get("TIDAL_BIN", str(ROOT / "build" / "bin" / "tidal"))
+TIDAL = os.path.abspath(os.environ.get("TIDAL_BIN", str(ROOT / "build" / "bin" / "tidal")))
 STORIES_ARGS = [
     "--model", str(ROOT / "tests/data/stories260K/stories260K.bin"),
     "--tokenizer", str(ROOT / "tests/data/stories260K/tok512.model"),
@@ -84,24 +84,25 @@ class Server:
         return pathlib.Path(self.log_path).read_text(errors="replace")
 
     def wait_exit(self, timeout=60):
-        """Waits for the server to exit on its own; returns its exit code."""
+        """Waits for the server to exit on its own; returns its exit code.
+        The log is kept only when the exit was not clean."""
         try:
-            return self.proc.wait(timeout=timeout)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"server did not exit within {timeout}s\n{self.log()}")
+        if code == 0:
+            pathlib.Path(self.log_path).unlink(missing_ok=True)
+        else:
+            print(f"tidal serve exited with {code}; log: {self.log_path}\n{self.log()}")
+        return code
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
         """Signals the server and returns its exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"server did not exit within {timeout}s after {sig!r}\n{self.log()}")
+        return self.wait_exit(timeout)
 
 
 def start_server(model_args, *extra, name=STORIES):
