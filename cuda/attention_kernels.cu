@@ -148,7 +148,7 @@ __device__ __forceinline__ void attend_tile(const float4* k_tile, const float4* 
 // Block = one AttentionItem x one KV head; warp w = query w / group of the
 // item, head w % group of the KV head's group.
 template <int C>
-__global__ void attention_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(1024) attention_kernel(AttentionArgs a) {
   extern __shared__ float4 smem[];
   const int hd4 = a.head_dim / 4, row4 = hd4 + 1;  // K/V rows padded by one float4 (no bank conflicts)
   const int warps = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x & 31;

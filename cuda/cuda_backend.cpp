@@ -30,8 +30,9 @@ CudaBackend::CudaBackend(const CudaBackendOptions& options) : options_(options) 
 }
 
 CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);  // queued kernels still read the scratch buffers freed below
   if (cublas_ != nullptr) cublasDestroy(cublas_);
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  cudaStreamDestroy(stream_);
 }
 
 void CudaBackend::synchronize() { check(cudaStreamSynchronize(stream_), "CUDA stream"); }

@@ -18,16 +18,24 @@ namespace tidal::cuda {
 class IndexUploader {
  public:
   explicit IndexUploader(int slots = 8) : slots_(size_t(slots)) {}
+  ~IndexUploader();
+  IndexUploader(const IndexUploader&) = delete;
+  IndexUploader& operator=(const IndexUploader&) = delete;
 
-  // A device copy of `host`, valid until `slots` other distinct arrays have
-  // been uploaded. The copy is ordered on `stream`, so kernels launched on
-  // it afterwards see it and kernels launched before still read the old one.
+  // A device copy of `host` (nullptr when empty), valid until `slots` other distinct arrays have
+  // been uploaded. The copy is ordered on `stream`: kernels launched on it
+  // afterwards see the new contents, kernels launched before the old.
   const int32_t* upload(std::span<const int32_t> host, cudaStream_t stream);
 
  private:
+  // The host side is pinned, so the copy is truly asynchronous (a pageable
+  // source would make every upload wait for the stream to drain); `copied`
+  // marks when the pinned bytes may be overwritten.
   struct Slot {
-    std::vector<int32_t> host;
+    int32_t* pinned = nullptr;
+    size_t capacity = 0, size = 0;
     DeviceBuffer device;
+    cudaEvent_t copied = nullptr;
     uint64_t last_use = 0;
     bool valid = false;
   };

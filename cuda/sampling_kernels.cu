@@ -9,9 +9,10 @@ namespace {
 constexpr int kThreads = 1024;
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// Float bits mapped so unsigned order is numeric order.
+// Float bits mapped so unsigned order is numeric order; -0 counts as +0,
+// as it compares equal on the host.
 __device__ __forceinline__ uint32_t ordered(float f) {
-  const uint32_t b = __float_as_uint(f);
+  const uint32_t b = f == 0.0f ? 0u : __float_as_uint(f);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 

@@ -1,6 +1,7 @@
 #include "cuda/weight_upload.h"
 
 #include <cstring>
+#include <vector>
 
 #include "core/dequantize.h"
 #include "cuda/device_layout.h"

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "cuda/device_buffer.h"
 #include "model/weight.h"

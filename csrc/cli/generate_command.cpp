@@ -1,6 +1,7 @@
 // `tidal generate`: runs one or more prompts through the engine as one
 // continuous batch and prints the results in prompt order. Under mpirun
 // (--comm mpi) only rank 0 prints; the other ranks serve their shards.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -71,9 +72,16 @@ void run_generate(const GenerateOptions& o) {
     results[i].prompt_ids = r.prompt;
     engine.add_request(std::move(r));
   }
+  // Throughput for --stats: the prefill phase lasts until every prompt has
+  // its first token, decoding from then to the end.
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto prefilled = start;
+  size_t awaiting_first = results.size();
   while (engine.has_unfinished()) {
     for (const RequestOutput& out : engine.step()) {
       Result& res = results[std::stoul(out.request_id)];
+      if (res.token_ids.empty() && --awaiting_first == 0) prefilled = Clock::now();
       for (const CompletionDelta& d : out.deltas) {
         res.token_ids.insert(res.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
         res.logprobs.insert(res.logprobs.end(), d.logprobs.begin(), d.logprobs.end());
@@ -82,6 +90,7 @@ void run_generate(const GenerateOptions& o) {
       }
     }
   }
+  const auto end = Clock::now();
 
   for (const Result& res : results) {
     if (o.json) {
@@ -98,7 +107,19 @@ void run_generate(const GenerateOptions& o) {
   if (o.stats) {
     const EngineStats s = engine.stats();
     print_stats(s, "");
-    for (size_t i = 0; i < s.replicas.size(); ++i) print_stats(s.replicas[i], ("replica " + std::to_string(i) + ": ").c_str());
+    for (size_t i = 0; i < s.replicas.size(); ++i) {
+      print_stats(s.replicas[i], ("replica " + std::to_string(i) + ": ").c_str());
+    }
+    size_t prompt_tokens = 0, decode_tokens = 0;
+    for (const Result& res : results) {
+      prompt_tokens += res.prompt_ids.size();
+      decode_tokens += res.token_ids.empty() ? 0 : res.token_ids.size() - 1;
+    }
+    const double prefill_s = std::chrono::duration<double>(prefilled - start).count();
+    const double decode_s = std::chrono::duration<double>(end - prefilled).count();
+    std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s (%.1f tok/s)\n",
+                 prompt_tokens, prefill_s, prompt_tokens / prefill_s, decode_tokens, decode_s,
+                 decode_s > 0 ? decode_tokens / decode_s : 0.0);
   }
 }
 
@@ -120,7 +141,7 @@ void register_generate_command(CLI::App& app) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "keep generating past end-of-sequence");
   cmd->add_flag("--json", o->json, "print one JSON object per prompt: prompt_ids, token_ids, text");
   cmd->add_flag("--logprobs", o->logprobs, "with --json: add each generated token's log-probability");
-  cmd->add_flag("--stats", o->stats, "print engine counters to stderr at the end");
+  cmd->add_flag("--stats", o->stats, "print engine counters and prefill/decode throughput to stderr at the end");
   cmd->callback([o] { run_generate(*o); });
 }
 

@@ -1,5 +1,6 @@
 #include "cli/model_options.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 
@@ -95,6 +96,13 @@ void add_parallel_options(CLI::App& app, ParallelConfig& p) {
 }
 
 EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
+  // Under mpirun every process would otherwise run an engine of its own.
+  for (const char* size : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* v = std::getenv(size);
+    if (parallel.comm == "local" && v && std::atoi(v) > 1) {
+      throw Error(ErrorCode::kInvalidArgument, "started by mpirun with --comm local: pass --comm mpi");
+    }
+  }
   EngineSetup s;
   if (parallel.single_device()) {
     s.loaded = load_for_serving(o);

@@ -30,6 +30,7 @@ namespace net = boost::asio;
 
 struct ServeOptions {
   ModelOptions model;
+  ParallelConfig parallel;
   std::string host = "127.0.0.1";
   int port = 8000;
   std::string api_key;
@@ -88,8 +89,10 @@ void run_serve(const ServeOptions& o) {
     });
   });
 
-  LoadedModel m = load_for_serving(o.model);
-  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, m.engine_config);
+  EngineSetup setup = start_engine(o.model, o.parallel);
+  if (!setup.engine) return;  // an MPI worker rank: it served until rank 0 stopped
+  const LoadedModel& m = setup.loaded;
+  LLMEngine& engine = *setup.engine;
   AsyncEngine async(engine, size_t(o.max_waiting));
 
   // vLLM's default: the model is served under the name it was given by.
@@ -154,6 +157,7 @@ void register_serve_command(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
   add_model_options(*cmd, o->model);
+  add_parallel_options(*cmd, o->parallel);
   cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "TCP port (0: any free port; the URL is printed)")
       ->check(CLI::Range(0, 65535))

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/dequantize.h"
@@ -131,29 +132,32 @@ struct Isa {
 using V = Isa::V;
 constexpr int kLanes = Isa::kLanes;
 
-// Reduces the R x T accumulators of a tile and writes the first nr rows
-// of each token's outputs. Inlined so the accumulators never leave registers.
+// Reduces the R x T accumulators of a tile and writes the first nr rows of
+// each token's outputs, row r at y[t*ys + r*yr]. Inlined so the
+// accumulators never leave registers.
 template <int R, int T>
-[[gnu::always_inline]] inline void store_tile(const V (&acc)[R][T], int nr, float* y, int64_t ys) {
+[[gnu::always_inline]] inline void store_tile(const V (&acc)[R][T], int nr, float* y, int64_t ys, int64_t yr) {
   V v[kLanes];
 #pragma GCC unroll 16
   for (int lane = 0; lane < kLanes; ++lane) v[Isa::slot(lane)] = lane < R * T ? acc[lane % R][lane / R] : Isa::zero();
   alignas(64) float out[kLanes];
   Isa::store(out, Isa::hsum_lanes(v));
   for (int t = 0; t < T; ++t) {
-    if (nr == R) {
+    if (nr == R && yr == 1) {
       std::memcpy(y + t * ys, out + t * R, sizeof(float) * R);
     } else {
-      for (int r = 0; r < nr; ++r) y[t * ys + r] = out[t * R + r];
+      for (int r = 0; r < nr; ++r) y[t * ys + r * yr] = out[t * R + r];
     }
   }
 }
 
-// R rows x T tokens of dot products, one accumulator each. Rows at or past
-// nr repeat the last valid row so the inner loop has no branches; their
+// R rows x T tokens of dot products, one accumulator each; row r of the
+// tile is w + r*ws and its outputs go to y + r*yr. Rows at or past nr
+// repeat the last valid row so the inner loop has no branches; their
 // results are dropped.
 template <int R, int T>
-void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_t k, float* y, int64_t ys) {
+void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_t k, float* y, int64_t ys,
+          int64_t yr) {
   static_assert(R * T <= kLanes);
   const float* wp[R];
   for (int r = 0; r < R; ++r) wp[r] = w + std::min(r, nr - 1) * ws;
@@ -180,20 +184,20 @@ void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_
     const Isa::Tail tail = Isa::tail(k - i);
     step([&](const float* p) { return tail.load(p); });
   }
-  store_tile<R, T>(acc, nr, y, ys);
+  store_tile<R, T>(acc, nr, y, ys, yr);
 }
 
-// The same tile over rows [r0, r0 + nr) of w stored in decoder D's format:
-// each step decodes D::kStep weights of a row in registers and feeds them to
-// the FMAs in the order the F32 tile would, so the result is that of
-// dequantizing the rows first.
+// The same tile over rows r0, r0 + step, ... of w stored in decoder D's
+// format: each step decodes D::kStep weights of a row in registers and
+// feeds them to the FMAs in the order the F32 tile would, so the result is
+// that of dequantizing the rows first.
 template <int R, int T, typename D>
-void tile_decoded(const Weight& w, int64_t r0, int nr, const float* x, int64_t xs, float* y, int64_t ys) {
+void tile_decoded(const Weight& w, int64_t r0, int64_t step, int nr, const float* x, int64_t xs, float* y, int64_t ys) {
   static_assert(R * T <= kLanes);
   constexpr int S = D::kStep / kLanes;  // vectors per step
   const int64_t k = w.cols;
   const uint8_t* rows[R];
-  for (int r = 0; r < R; ++r) rows[r] = w.row(r0 + std::min(r, nr - 1));
+  for (int r = 0; r < R; ++r) rows[r] = w.row(r0 + std::min(r, nr - 1) * step);
   V acc[R][T];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -227,7 +231,7 @@ void tile_decoded(const Weight& w, int64_t r0, int nr, const float* x, int64_t x
       }
     }
   }
-  store_tile<R, T>(acc, nr, y, ys);
+  store_tile<R, T>(acc, nr, y, ys, step);
 }
 
 template <int T>
@@ -235,56 +239,85 @@ void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64
                int64_t ys) {
   constexpr int R = Isa::tile_rows(T);
   for (int64_t r = 0; r < n_rows; r += R) {
-    tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys);
+    tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys, 1);
   }
 }
 
-template <typename D, int T>
-void tile_rows_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float* x, int64_t xs, float* y,
-                       int64_t ys) {
+// Regions shorter than this many rows are too short to be worth streaming
+// separately.
+constexpr int64_t kMinRegionRows = 32;
+
+// Calls tile_fn(first, step, nr) for tiles covering rows [0, n_rows) once
+// each, tile rows first, first + step, ... When weights stream from memory
+// once, a tile takes its R rows from R far-apart regions of the range, each
+// then read front to back as one long run: the hardware prefetcher keeps
+// far more of those in flight than R neighbouring rows of a few cache lines
+// each (about 7% more bandwidth here). The rest go in plain tiles.
+template <int R, typename TileFn>
+void for_each_streaming_tile(int64_t n_rows, TileFn&& tile_fn) {
+  const int64_t region = n_rows / R >= kMinRegionRows ? n_rows / R : 0;
+  for (int64_t j = 0; j < region; ++j) tile_fn(j, region, R);
+  for (int64_t r = region * R; r < n_rows; r += R) tile_fn(r, 1, static_cast<int>(std::min<int64_t>(R, n_rows - r)));
+}
+
+template <int T>
+void stream_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64_t xs, int64_t k, float* y,
+                 int64_t ys) {
   constexpr int R = Isa::tile_rows(T);
-  for (int64_t r = 0; r < n_rows; r += R) {
-    tile_decoded<R, T, D>(w, r0 + r, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, y + r, ys);
+  for_each_streaming_tile<R>(n_rows, [&](int64_t first, int64_t step, int nr) {
+    tile<R, T>(w + first * ws, step * ws, nr, x, xs, k, y + first, ys, step);
+  });
+}
+
+template <typename D, int T>
+void stream_rows_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float* x, int64_t xs, float* y,
+                         int64_t ys) {
+  constexpr int R = Isa::tile_rows(T);
+  for_each_streaming_tile<R>(n_rows, [&](int64_t first, int64_t step, int nr) {
+    tile_decoded<R, T, D>(w, r0 + first, step, nr, x, xs, y + first, ys);
+  });
+}
+
+// Token groups of up to kTileTokens, each through rows(group size).
+template <typename Rows>
+void for_each_token_group(int64_t n_tokens, const float* x, int64_t xs, float* y, int64_t ys, Rows&& rows) {
+  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+    const float* xt = x + t * xs;
+    float* yt = y + t * ys;
+    switch (std::min<int64_t>(kTileTokens, n_tokens - t)) {
+      case 1: rows(std::integral_constant<int, 1>{}, xt, yt); break;
+      case 2: rows(std::integral_constant<int, 2>{}, xt, yt); break;
+      case 3: rows(std::integral_constant<int, 3>{}, xt, yt); break;
+      default: rows(std::integral_constant<int, 4>{}, xt, yt); break;
+    }
   }
 }
 
 template <typename D>
 void dot_block_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float* x, int64_t xs, int64_t n_tokens,
                        float* y, int64_t ys) {
-  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
-    const float* xt = x + t * xs;
-    float* yt = y + t * ys;
-    switch (std::min<int64_t>(kTileTokens, n_tokens - t)) {
-      case 1: tile_rows_decoded<D, 1>(w, r0, n_rows, xt, xs, yt, ys); break;
-      case 2: tile_rows_decoded<D, 2>(w, r0, n_rows, xt, xs, yt, ys); break;
-      case 3: tile_rows_decoded<D, 3>(w, r0, n_rows, xt, xs, yt, ys); break;
-      default: tile_rows_decoded<D, 4>(w, r0, n_rows, xt, xs, yt, ys); break;
-    }
-  }
+  for_each_token_group(n_tokens, x, xs, y, ys, [&](auto t, const float* xt, float* yt) {
+    stream_rows_decoded<D, decltype(t)::value>(w, r0, n_rows, xt, xs, yt, ys);
+  });
 }
 
 }  // namespace
 
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
                int64_t k, float* y, int64_t y_stride) {
-  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
-    const float* xt = x + t * x_stride;
-    float* yt = y + t * y_stride;
-    switch (std::min<int64_t>(kTileTokens, n_tokens - t)) {
-      case 1: tile_rows<1>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
-      case 2: tile_rows<2>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
-      case 3: tile_rows<3>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
-      default: tile_rows<4>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride); break;
-    }
-  }
+  for_each_token_group(n_tokens, x, x_stride, y, y_stride, [&](auto t, const float* xt, float* yt) {
+    tile_rows<decltype(t)::value>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride);
+  });
 }
 
 void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
                        int64_t n_tokens, float* y, int64_t y_stride) {
   switch (w.type) {
     case DType::F32:
-      dot_block(reinterpret_cast<const float*>(w.row(first_row)), w.cols, n_rows, x, x_stride, n_tokens, w.cols, y,
-                y_stride);
+      for_each_token_group(n_tokens, x, x_stride, y, y_stride, [&](auto t, const float* xt, float* yt) {
+        stream_rows<decltype(t)::value>(reinterpret_cast<const float*>(w.row(first_row)), w.cols, n_rows, xt,
+                                        x_stride, w.cols, yt, y_stride);
+      });
       break;
     case DType::F16: dot_block_decoded<DecodeF16>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
     case DType::BF16: dot_block_decoded<DecodeBF16>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;

@@ -122,6 +122,7 @@ void LlamaForward::head(const std::vector<int32_t>& rows, float* logits) {
   const size_t mine = size_t(model_.lm_head.rows);
   part_.assign(size_t(m) * width, 0.0f);
   gathered_.resize(size_t(ranks) * m * width);
+  // gathered_ holds this rank's [m][mine] result until the gather refills it.
   backend_.matmul(model_.lm_head, last_.data(), m, gathered_.data());
   for (int i = 0; i < m; ++i) std::memcpy(part_.data() + i * width, gathered_.data() + i * mine, sizeof(float) * mine);
   tp_.comm->all_gather(part_.data(), part_.size() * sizeof(float), gathered_.data());

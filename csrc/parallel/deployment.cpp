@@ -44,7 +44,7 @@ Deployment::Deployment(const Model& model, const ParallelConfig& config, int thr
 #ifndef TIDAL_HAVE_NCCL
   if (config.comm == "nccl") {
     throw Error(ErrorCode::kUnsupported,
-                "--comm nccl: this tidal was built without NCCL (it needs the CUDA toolkit, NCCL and MPI at build time)");
+                "--comm nccl: this tidal was built without NCCL (building it needs the CUDA toolkit, NCCL and MPI)");
   }
 #endif
   start_mpi();

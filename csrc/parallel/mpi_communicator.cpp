@@ -2,6 +2,10 @@
 
 #ifdef TIDAL_HAVE_MPI
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 
@@ -20,6 +24,8 @@ constexpr auto kSpinTime = std::chrono::milliseconds(2);
 constexpr auto kNap = std::chrono::microseconds(50);
 constexpr auto kIdleNap = std::chrono::milliseconds(1);
 constexpr auto kIdleAfter = std::chrono::milliseconds(200);
+// How often a waiting rank checks that its peers on this machine still run.
+constexpr auto kWatchEvery = std::chrono::milliseconds(20);
 
 int as_count(size_t bytes) {
   if (bytes > size_t(INT_MAX)) throw Error(ErrorCode::kUnsupported, "MPI message larger than 2 GiB");
@@ -28,7 +34,18 @@ int as_count(size_t bytes) {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout) : comm_(comm), timeout_(timeout) {
+std::string PeerWatch::gone() const {
+  for (const Peer& p : peers_) {
+    if (::kill(p.pid, 0) != 0 && errno == ESRCH) {
+      return "MPI rank " + std::to_string(p.rank) + " (pid " + std::to_string(p.pid) + ") exited";
+    }
+  }
+  return {};
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout,
+                                 std::shared_ptr<const PeerWatch> watch)
+    : comm_(comm), timeout_(timeout), watch_(std::move(watch)) {
   // Errors come back as return codes (turned into exceptions), not aborts.
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
@@ -66,15 +83,25 @@ void MpiCommunicator::check(int rc, const std::string& what) {
 
 void MpiCommunicator::wait(MPI_Request& request, MPI_Status* status, Wait wait, const std::string& what) {
   const auto start = Clock::now();
+  auto watched = start;
   for (;;) {
     int done = 0;
     check(MPI_Test(&request, &done, status), what);
     if (done) return;
-    const auto waited = Clock::now() - start;
+    const auto now = Clock::now();
+    const auto waited = now - start;
     if (wait == Wait::kBounded && waited > timeout_) {
       failure_ = "MPI rank " + std::to_string(rank_) + ": " + what + " got no answer within " +
                  std::to_string(timeout_.count() / 1000.0) + " s (a rank died or hung)";
       throw Error(ErrorCode::kInternal, failure_);
+    }
+    if (watch_ && now - watched > kWatchEvery) {
+      watched = now;
+      const std::string gone = watch_->gone();
+      if (!gone.empty()) {
+        failure_ = gone + " while MPI rank " + std::to_string(rank_) + " waited for " + what;
+        throw Error(ErrorCode::kInternal, failure_);
+      }
     }
     if (waited > kIdleAfter) {
       std::this_thread::sleep_for(kIdleNap);
@@ -158,13 +185,13 @@ std::unique_ptr<MpiCommunicator> MpiCommunicator::split_mpi(int color, int key) 
   throw_if_failed();
   MPI_Comm part;
   check(MPI_Comm_split(comm_, color, key, &part), "split");
-  return std::make_unique<MpiCommunicator>(part, timeout_);
+  return std::make_unique<MpiCommunicator>(part, timeout_, watch_);
 }
 
 std::unique_ptr<MpiCommunicator> MpiCommunicator::dup() const {
   MPI_Comm copy;
   if (MPI_Comm_dup(comm_, &copy) != MPI_SUCCESS) throw Error(ErrorCode::kInternal, "MPI_Comm_dup failed");
-  return std::make_unique<MpiCommunicator>(copy, timeout_);
+  return std::make_unique<MpiCommunicator>(copy, timeout_, watch_);
 }
 
 MpiSession::MpiSession() {
@@ -185,7 +212,14 @@ MpiSession::MpiSession() {
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank_, MPI_INFO_NULL, &local);
   MPI_Comm_rank(local, &local_rank_);
   MPI_Comm_size(local, &local_size_);
+  const int mine[2] = {world_rank_, int(getpid())};
+  std::vector<int> all(2 * size_t(local_size_));
+  MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, local);
   MPI_Comm_free(&local);
+  std::vector<PeerWatch::Peer> peers;
+  for (int i = 0; i < local_size_; ++i)
+    if (i != local_rank_) peers.push_back({all[2 * size_t(i)], all[2 * size_t(i) + 1]});
+  watch_ = std::make_shared<PeerWatch>(std::move(peers));
 }
 
 MpiSession::~MpiSession() {
@@ -212,7 +246,7 @@ std::string MpiSession::host() const {
 std::unique_ptr<MpiCommunicator> MpiSession::world(std::chrono::milliseconds timeout) const {
   MPI_Comm copy;
   if (MPI_Comm_dup(MPI_COMM_WORLD, &copy) != MPI_SUCCESS) throw Error(ErrorCode::kInternal, "MPI_Comm_dup failed");
-  return std::make_unique<MpiCommunicator>(copy, timeout);
+  return std::make_unique<MpiCommunicator>(copy, timeout, watch_);
 }
 
 void MpiSession::fail_stop(std::chrono::milliseconds delay) {

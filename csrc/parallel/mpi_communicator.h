@@ -23,10 +23,28 @@
 
 namespace tidal {
 
+// Notices, long before any timeout, that another process of the job on this
+// machine has exited: OpenMPI's shared-memory transport never reports a
+// dead peer, it just never answers. (Peers on other machines are caught by
+// the timeout, or by the TCP transport's errors.)
+class PeerWatch {
+ public:
+  struct Peer {
+    int rank;  // in MPI_COMM_WORLD
+    int pid;
+  };
+  explicit PeerWatch(std::vector<Peer> peers) : peers_(std::move(peers)) {}
+  // "MPI rank R (pid P) exited" for the first peer found gone, else empty.
+  std::string gone() const;
+
+ private:
+  std::vector<Peer> peers_;
+};
+
 class MpiCommunicator : public Communicator {
  public:
   // Takes ownership of `comm` (a duplicate, never MPI_COMM_WORLD itself).
-  MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout);
+  MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout, std::shared_ptr<const PeerWatch> watch);
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -62,6 +80,7 @@ class MpiCommunicator : public Communicator {
 
   MPI_Comm comm_;
   std::chrono::milliseconds timeout_;
+  std::shared_ptr<const PeerWatch> watch_;
   int rank_ = 0, size_ = 1;
   std::string failure_;
   std::deque<PendingSend> sends_;  // buffered sends still in flight
@@ -92,6 +111,7 @@ class MpiSession {
 
  private:
   int world_rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::shared_ptr<const PeerWatch> watch_;
   std::mutex mutex_;
   std::condition_variable cv_;
   bool failed_ = false, ending_ = false;

@@ -221,5 +221,13 @@ TEST_F(CudaAttention, CopyBlockCopiesEveryLayer) {
   }
 }
 
+TEST_F(CudaAttention, PoolSizedFromFreeMemoryFitsIt) {
+  const KvCacheShape shape{.n_layers = 32, .n_kv_heads = 8, .head_dim = 128, .block_size = 16, .num_blocks = 0};
+  const DeviceInfo info = current_device_info();
+  const int blocks = CudaKvCache::blocks_for_free_memory(shape, 0.5, size_t(1) << 30);
+  EXPECT_GT(blocks, 0);
+  EXPECT_LE(double(blocks) * shape.bytes_per_token() * shape.block_size, 0.5 * double(info.free_bytes));
+}
+
 }  // namespace
 }  // namespace tidal::cuda::test

@@ -1,5 +1,6 @@
 """Raw HTTP behaviour: connection handling, SSE framing, /metrics,
 /tokenize, disconnects, the waiting-queue limit and graceful shutdown."""
+import concurrent.futures
 import http.client
 import json
 import signal
@@ -168,28 +169,35 @@ def test_disconnect_of_non_streaming_request(server):
 
 
 def test_queue_full_gives_429():
+    # One request runs, one may wait; of eight sent together (each far longer
+    # than sending them takes) the rest find the queue full.
     s = start_server(STORIES_ARGS, "--max-waiting", "1", "--max-num-seqs", "1")
     try:
         client = openai.OpenAI(base_url=s.base_url, api_key="x", max_retries=0)
-        # A holds the only running slot, B waits, so C finds the queue full.
-        conn, resp = open_stream(s, {"prompt": "Once", "max_tokens": 500, "ignore_eos": True})
-        next(sse_payloads(resp))
-        b_result = {}
-        b = threading.Thread(target=lambda: b_result.update(
-            r=requests.post(s.url + "/v1/completions", json={"prompt": "Once", "max_tokens": 3}, timeout=60)))
-        b.start()
-        for _ in range(2000):
-            if s.metrics()["tidal:num_requests_waiting"] >= 1:
-                break
-        with pytest.raises(openai.RateLimitError) as e:
-            client.completions.create(model=STORIES, prompt="Once", max_tokens=3)
-        assert e.value.status_code == 429 and e.value.code == "rate_limit_exceeded"
-        r = requests.post(s.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]},
-                          timeout=60)
-        assert r.status_code == 429 and r.headers["Retry-After"] == "1"
-        hang_up(conn)
-        b.join(timeout=60)
-        assert b_result["r"].status_code == 200
+        client.models.list()  # connect before the race
+        start = threading.Barrier(8)
+
+        def one(i):
+            start.wait(timeout=60)
+            if i % 2:
+                try:
+                    r = client.completions.create(model=STORIES, prompt="Once", max_tokens=400,
+                                                  extra_body={"ignore_eos": True})
+                    return r.usage.completion_tokens
+                except openai.RateLimitError as e:
+                    assert e.status_code == 429 and e.code == "rate_limit_exceeded"
+                    return 429
+            r = requests.post(s.url + "/v1/chat/completions", timeout=120, json={
+                "messages": [{"role": "user", "content": "x"}], "max_tokens": 400, "ignore_eos": True})
+            if r.status_code == 429:
+                assert r.headers["Retry-After"] == "1" and r.json()["error"]["code"] == "rate_limit_exceeded"
+                return 429
+            assert r.status_code == 200, r.text
+            return r.json()["usage"]["completion_tokens"]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(one, range(8)))
+        assert set(outcomes) <= {400, 429} and outcomes.count(429) >= 1 and outcomes.count(400) >= 1, outcomes
         # Room again.
         assert client.completions.create(model=STORIES, prompt="Once", max_tokens=3).usage.completion_tokens == 3
         assert s.wait_idle()["tidal:kv_cache_used_blocks"] == 0

@@ -199,14 +199,16 @@ TEST(CpuDotKernels, TiledBlockEqualsSingleDotBitForBit) {
   }
 }
 
-// Decoding weights in registers gives the bits of dequantizing them first.
-TEST(CpuDotKernels, DecodedWeightsEqualDequantizedRows) {
+// Streaming weights in their stored format (decoded in registers, tiles
+// drawn from far-apart regions once there are 512+ rows) gives the bits of
+// dequantizing them first and running the F32 kernel.
+TEST(CpuDotKernels, StreamedWeightsEqualDequantizedRows) {
   std::mt19937 rng(18);
   for (DType type : kAllTypes) {
     const std::vector<int64_t> ks =
         dtype_block_elems(type) == 1 ? std::vector<int64_t>{1, 9, 16, 17, 40, 172} : std::vector<int64_t>{32, 96, 576};
     for (int64_t k : ks) {
-      for (int64_t rows : {1, 7, 16, 21}) {
+      for (int64_t rows : {1, 7, 16, 21, 600}) {
         const OwnedWeight w = random_weight(type, rows + 3, k, rng);
         std::vector<float> dequant(static_cast<size_t>(rows * k));
         for (int64_t r = 0; r < rows; ++r) dequantize_row(type, w.view.row(3 + r), dequant.data() + r * k, k);
