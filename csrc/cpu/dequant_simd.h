@@ -66,12 +66,13 @@ struct DecodeQ8_0 {
 // computed once per block with the same arithmetic as element by element
 // (so the same floats), then looked up with a permute for each half:
 // element j < 16 is the low nibble of byte j, element j + 16 its high
-// nibble. The permute reads only the low 4 bits of each index, so the
-// nibbles need no masking.
+// nibble. The permute reads only the low 4 bits of each index, so neither
+// half needs masking, and a shift rather than a second widening (a shuffle,
+// the scarce unit in this loop) yields the high nibbles.
 inline void lookup_nibbles(const uint8_t* qs, __m512 table, __m512* out) {
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  out[0] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(bytes), table);
-  out[1] = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_srli_epi16(bytes, 4)), table);
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  out[0] = _mm512_permutexvar_ps(bytes, table);
+  out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
 }
 
 inline __m512 codes() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }

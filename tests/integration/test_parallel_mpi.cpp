@@ -80,7 +80,10 @@ class MpiGenerate : public testing::TestWithParam<std::string> {};
 TEST_P(MpiGenerate, MatchesOneProcess) {
   if (!mpi_available()) GTEST_SKIP() << "tidal built without MPI, or no mpirun";
   const auto golden = read_json(data_path("stories260K/golden.json"));
-  std::string args = " generate" + stories_args() + " --max-tokens 64 --temperature 0 --ignore-eos --json --logprobs";
+  // A small KV pool: allocating (and zeroing) the default 1 GiB per rank
+  // would take longer than the generation.
+  std::string args = " generate" + stories_args() +
+                     " --kv-cache-mb 16 --max-tokens 64 --temperature 0 --ignore-eos --json --logprobs";
   for (const auto& c : golden["cases"]) args += " --prompt '" + c["prompt"].get<std::string>() + "'";
   const std::string tidal = std::string(TIDAL_BIN_DIR) + "/tidal";
   const auto one = json_lines(run_stdout(tidal + args + " 2>/dev/null"));
@@ -214,7 +217,7 @@ TEST_P(MpiRankLoss, ClientGetsAnErrorAndTheJobEnds) {
   // the rank dies; PP=2 as its 3 KV heads rule out TP=2.
   if (!std::filesystem::exists(smollm2_path())) GTEST_SKIP() << "run tools/setup_model.sh to install SmolLM2";
   Job job(std::string(kMpirun) + GetParam() + " " + TIDAL_BIN_DIR + "/tidal serve --model " + smollm2_path() +
-          " --pp 2 --comm mpi --port 0",
+          " --pp 2 --comm mpi --port 0 --kv-cache-mb 64",
           std::to_string(getpid()) + "_" + std::to_string(GetParam().size()));
   const auto port = job.find(std::regex(R"(at http://127\.0\.0\.1:(\d+))"), false, 120s);
   ASSERT_TRUE(port) << job.err();
