@@ -116,6 +116,9 @@ void Deployment::start_mpi() {
 
 std::vector<std::unique_ptr<Executor>> Deployment::executors() {
   if (!is_driver()) throw Error(ErrorCode::kInternal, "only the driver process runs executors");
+  // Rank 0 of each replica exists once: its peers are already waiting for it.
+  if (executors_made_) throw Error(ErrorCode::kInternal, "Deployment::executors() called twice");
+  executors_made_ = true;
   std::vector<std::unique_ptr<Executor>> executors;
   for (int d = 0; d < config_.dp; ++d) {
     Device& device = new_device();

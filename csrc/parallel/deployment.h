@@ -72,6 +72,7 @@ class Deployment {
   ParallelConfig config_;
   int world_rank_ = 0;
   int threads_per_rank_ = 1;
+  bool executors_made_ = false;
 #ifdef TIDAL_HAVE_MPI
   std::unique_ptr<MpiSession> mpi_;
 #endif
