@@ -359,7 +359,8 @@ void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x,
 
 void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
                        int64_t n_tokens, float* y, int64_t y_stride) {
-  std::vector<float> row(static_cast<size_t>(w.cols));
+  thread_local std::vector<float> row;  // grows to the widest row once per thread
+  row.resize(static_cast<size_t>(w.cols));
   for (int64_t r = 0; r < n_rows; ++r) {
     dequantize_row(w.type, w.row(first_row + r), row.data(), w.cols);
     dot_block(row.data(), w.cols, 1, x, x_stride, n_tokens, w.cols, y + r, y_stride);

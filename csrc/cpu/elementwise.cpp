@@ -34,7 +34,7 @@ void RopeTable::ensure(int head_dim, float theta, int32_t max_position) {
   for (int32_t pos = size_; pos < new_size; ++pos) {
     float* cs = values_.data() + size_t(pos) * size_t(head_dim);
     for (int i = 0; i < half; ++i) {
-      // Float angles lose ~1e-4 rad at position 8000; double keeps the
+      // Float angles lose ~5e-4 rad at position 8000; double keeps the
       // rotation within float rounding of the exact one.
       const double angle = double(pos) * inv_freq[size_t(i)];
       cs[i] = float(std::cos(angle));
