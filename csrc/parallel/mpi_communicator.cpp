@@ -53,23 +53,20 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeou
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  // Sends still in flight reference our buffers; after a failure their peer
-  // may never take them, and the session aborts the job instead.
-  if (failure_.empty()) {
-    try {
-      while (!sends_.empty()) {
-        wait(sends_.front().request, MPI_STATUS_IGNORE, Wait::kBounded, "a send");
-        sends_.pop_front();
-      }
-    } catch (const Error& e) {
-      std::fprintf(stderr, "tidal: %s\n", e.what());
-    }
+  // After a failure a peer may never take our sends; the session aborts the
+  // job instead of waiting for them.
+  if (!failure_.empty()) return;
+  if (!sends_.drain(timeout_)) {
+    std::fprintf(stderr, "tidal: MPI rank %d: sends still undelivered at shutdown\n", rank_);
+    return;
   }
-  if (failure_.empty()) MPI_Comm_free(&comm_);
+  MPI_Comm_free(&comm_);
 }
 
 void MpiCommunicator::throw_if_failed() const {
   if (!failure_.empty()) throw Error(ErrorCode::kInternal, failure_);
+  const std::string send_error = sends_.error();
+  if (!send_error.empty()) throw Error(ErrorCode::kInternal, "MPI rank " + std::to_string(rank_) + ": " + send_error);
 }
 
 void MpiCommunicator::check(int rc, const std::string& what) {
@@ -111,15 +108,6 @@ void MpiCommunicator::wait(MPI_Request& request, MPI_Status* status, Wait wait, 
   }
 }
 
-void MpiCommunicator::reap_sends() {
-  while (!sends_.empty()) {
-    int done = 0;
-    check(MPI_Test(&sends_.front().request, &done, MPI_STATUS_IGNORE), "a send");
-    if (!done) return;
-    sends_.pop_front();
-  }
-}
-
 void MpiCommunicator::all_reduce_sum(float* data, size_t count) {
   gathered_.resize(count * size_t(size_));
   all_gather(data, count * sizeof(float), gathered_.data());
@@ -142,17 +130,12 @@ void MpiCommunicator::broadcast(void* data, size_t bytes, int root, Wait wait) {
 
 void MpiCommunicator::send(const void* data, size_t bytes, int dst) {
   throw_if_failed();
-  reap_sends();
-  const auto* p = static_cast<const uint8_t*>(data);
-  sends_.push_back({MPI_REQUEST_NULL, std::vector<uint8_t>(p, p + bytes)});
-  PendingSend& s = sends_.back();
-  check(MPI_Isend(s.bytes.data(), as_count(bytes), MPI_BYTE, dst, 0, comm_, &s.request),
-        "send to rank " + std::to_string(dst));
+  as_count(bytes);
+  sends_.post(comm_, data, bytes, dst);
 }
 
 void MpiCommunicator::recv(void* data, size_t bytes, int src) {
   throw_if_failed();
-  reap_sends();
   MPI_Request request;
   MPI_Status status;
   const std::string what = "receive from rank " + std::to_string(src);

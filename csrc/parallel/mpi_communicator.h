@@ -12,7 +12,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/mpi_send_queue.h"
 
 namespace tidal {
 
@@ -67,23 +67,18 @@ class MpiCommunicator : public Communicator {
   MPI_Comm handle() const { return comm_; }
 
  private:
-  struct PendingSend {
-    MPI_Request request;
-    std::vector<uint8_t> bytes;
-  };
   // Polls `request` until it completes; throws (and marks this communicator
   // failed) when a bounded wait outlasts the timeout.
   void wait(MPI_Request& request, MPI_Status* status, Wait wait, const std::string& what);
   void check(int rc, const std::string& what);
   void throw_if_failed() const;
-  void reap_sends();
 
   MPI_Comm comm_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<const PeerWatch> watch_;
   int rank_ = 0, size_ = 1;
   std::string failure_;
-  std::deque<PendingSend> sends_;  // buffered sends still in flight
+  MpiSendQueue sends_;
   std::vector<float> gathered_;
 };
 

@@ -112,9 +112,10 @@ TEST(LocalCommunicator, FailWakesWaitersInTheGroupAndItsParts) {
   std::vector<std::thread> threads;
   for (int r = 0; r < 2; ++r) {
     threads.emplace_back([&, r] {
-      auto part = ranks[size_t(r)]->split(0, r);  // rank 2 joins too, below
       float v = 0;
       try {
+        // Rank 2 joins the split too, below; the failure may already hit here.
+        auto part = ranks[size_t(r)]->split(0, r);
         if (r == 0) {
           part->all_reduce_sum(&v, 1);  // rank 2 never joins: waits until failed
         } else {
