@@ -15,8 +15,6 @@ void add_stats(nlohmann::json& j, const std::string& metric, const Stats& st) {
   j["p99_" + metric + "_ms"] = st.p99;
 }
 
-}  // namespace
-
 nlohmann::json summary_json(const Summary& s) {
   nlohmann::json j = {
       {"duration", s.duration_s},
@@ -48,6 +46,7 @@ nlohmann::json record_json(const RequestRecord& r) {
       {"expected_output_len", r.expected_output_len},
       {"input_tokens", r.input_tokens()},
       {"output_tokens", r.output_tokens()},
+      {"output_tokens_source", r.output_tokens_source()},
       {"content_chunks", r.content_chunks},
       {"usage", r.usage ? nlohmann::json{{"prompt_tokens", r.usage->prompt_tokens},
                                          {"completion_tokens", r.usage->completion_tokens}}
@@ -61,6 +60,8 @@ nlohmann::json record_json(const RequestRecord& r) {
   };
   return j;
 }
+
+}  // namespace
 
 void write_json(const std::string& path, const nlohmann::json& config, const Summary& s,
                 const std::vector<RequestRecord>& records) {

@@ -11,9 +11,6 @@
 
 namespace tidal::bench {
 
-nlohmann::json summary_json(const Summary& s);
-nlohmann::json record_json(const RequestRecord& r);
-
 // Writes {"config", "summary", "requests"}; throws std::runtime_error on I/O failure.
 void write_json(const std::string& path, const nlohmann::json& config, const Summary& s,
                 const std::vector<RequestRecord>& records);

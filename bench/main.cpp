@@ -109,6 +109,23 @@ nlohmann::json config_json(const Options& o) {
           {"goodput", o.goodput}};
 }
 
+// For servers that send no usage, vLLM counts output tokens by tokenizing
+// the generated text; here the server's own tokenizer does it. Without one,
+// content chunks are counted.
+void count_output_without_usage(const Options& o, const tb::ServerUrl& url, std::vector<tb::RequestRecord>& records) {
+  const tb::ServerTokenizer tokenizer(url, o.model, o.tokenize_path, o.detokenize_path);
+  for (auto& r : records) {
+    if (!r.success || (r.usage && r.usage->completion_tokens > 0)) continue;
+    try {
+      r.retokenized_output = static_cast<int>(tokenizer.tokenize(r.generated_text).size());
+    } catch (const std::exception& e) {
+      std::cerr << "tidal-bench: the server reports no usage and cannot tokenize (" << e.what()
+                << "); output tokens are counted as content chunks\n";
+      return;
+    }
+  }
+}
+
 tb::RunOptions run_options(const Options& o, const tb::ServerUrl& url) {
   tb::RunOptions run;
   run.url = url;
@@ -192,9 +209,10 @@ int run(const Options& o) {
 
   std::cout << "Starting main benchmark run..." << std::endl;
   tb::Progress progress(samples.size(), !o.disable_progress);
-  const tb::RunResult result = tb::run_benchmark(samples, offsets, run, progress);
+  tb::RunResult result = tb::run_benchmark(samples, offsets, run, progress);
   progress.finish();
 
+  count_output_without_usage(o, url, result.records);
   const tb::Summary summary = tb::summarize(result.records, result.duration_s, slo);
   tb::print_report(std::cout, summary, ctx);
   if (!o.json_path.empty()) tb::write_json(o.json_path, config_json(o), summary, result.records);

@@ -29,8 +29,6 @@ void cdf_block(std::ostringstream& out, const std::string& name, std::vector<dou
   out << "EOD\n";
 }
 
-}  // namespace
-
 bool gnuplot_available() {
   const char* path = std::getenv("PATH");
   std::stringstream dirs(path ? path : "");
@@ -40,6 +38,7 @@ bool gnuplot_available() {
   return false;
 }
 
+// The gnuplot program, data inline as datablocks, so no temporary files.
 std::string plot_script(const std::vector<RequestRecord>& records, const std::string& png_path) {
   std::vector<double> ttft, tpot, itl, e2el;
   for (const auto& r : records) {
@@ -76,6 +75,8 @@ std::string plot_script(const std::vector<RequestRecord>& records, const std::st
       << "unset multiplot\n";
   return out.str();
 }
+
+}  // namespace
 
 std::string write_plot(const std::vector<RequestRecord>& records, const std::string& png_path) {
   if (!gnuplot_available()) return "gnuplot is not installed (apt-get install gnuplot-nox)";

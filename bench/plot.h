@@ -9,11 +9,6 @@
 
 namespace tidal::bench {
 
-bool gnuplot_available();
-
-// The gnuplot program (data inline as datablocks) that draws `png_path`.
-std::string plot_script(const std::vector<RequestRecord>& records, const std::string& png_path);
-
 // Runs gnuplot; returns an empty string on success, else why it failed.
 std::string write_plot(const std::vector<RequestRecord>& records, const std::string& png_path);
 

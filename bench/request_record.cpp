@@ -4,7 +4,13 @@ namespace tidal::bench {
 
 int RequestRecord::output_tokens() const {
   if (usage && usage->completion_tokens > 0) return usage->completion_tokens;
+  if (retokenized_output) return *retokenized_output;
   return content_chunks;
+}
+
+const char* RequestRecord::output_tokens_source() const {
+  if (usage && usage->completion_tokens > 0) return "usage";
+  return retokenized_output ? "retokenized" : "chunks";
 }
 
 int RequestRecord::input_tokens() const {

@@ -29,11 +29,14 @@ struct RequestRecord {
   std::vector<double> itl_s;
   int content_chunks = 0;
   std::optional<Usage> usage;
+  std::optional<int> retokenized_output;  // the generated text re-tokenized by the server
   std::string generated_text;
 
   // Output tokens as vLLM counts them: the server's usage when it reports a
-  // nonzero count, else (no tokenizer here) the number of content chunks.
+  // nonzero count, else the generated text re-tokenized, else (no tokenizer
+  // reachable) the number of content chunks.
   int output_tokens() const;
+  const char* output_tokens_source() const;  // "usage", "retokenized" or "chunks"
   // Input tokens: the server's usage when reported, else the dataset's count.
   int input_tokens() const;
 };

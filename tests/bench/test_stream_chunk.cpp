@@ -80,6 +80,21 @@ TEST(RequestRecord, CountsChunksWithoutUsage) {
   EXPECT_EQ(r.input_tokens(), 9);
 }
 
+TEST(RequestRecord, OutputTokensPreferUsageThenRetokenizedThenChunks) {
+  RequestRecord r;
+  r.content_chunks = 5;
+  EXPECT_EQ(r.output_tokens(), 5);
+  EXPECT_STREQ(r.output_tokens_source(), "chunks");
+  r.retokenized_output = 7;
+  EXPECT_EQ(r.output_tokens(), 7);
+  EXPECT_STREQ(r.output_tokens_source(), "retokenized");
+  r.usage = Usage{3, 0};  // a zero count is no count (vLLM's `if not output_len`)
+  EXPECT_EQ(r.output_tokens(), 7);
+  r.usage = Usage{3, 9};
+  EXPECT_EQ(r.output_tokens(), 9);
+  EXPECT_STREQ(r.output_tokens_source(), "usage");
+}
+
 TEST(RequestRecord, NoContentOrErrorFails) {
   RequestRecord empty;
   finish_record(empty);

@@ -43,6 +43,7 @@ def check_consistent(doc, num_prompts):
         assert usage is not None, "the server reported no usage"
         # Token counts are the server's own; with ignore_eos it generated exactly max_tokens.
         assert r["output_tokens"] == usage["completion_tokens"] == r["expected_output_len"] == OUTPUT_LEN
+        assert r["output_tokens_source"] == "usage"
         assert r["input_tokens"] == usage["prompt_tokens"]
         # One chunk per token at most (text held back mid-character comes later).
         assert 1 <= r["content_chunks"] <= usage["completion_tokens"]
