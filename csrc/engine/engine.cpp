@@ -78,7 +78,13 @@ LLMEngine::LLMEngine(const ModelConfig& model, const Tokenizer& tokenizer,
   if (scheduler_config_.max_model_len <= 0) scheduler_config_.max_model_len = model.max_seq_len;
   for (std::unique_ptr<Executor>& executor : executors) {
     const size_t block_bytes = executor->kv_bytes_per_token() * size_t(config.block_size);
-    const int num_blocks = config.num_kv_blocks > 0 ? config.num_kv_blocks : int(config.kv_cache_bytes / block_bytes);
+    // A byte budget beyond what max_num_seqs full-length sequences can use
+    // would only cost start-up time (the pool is zeroed), so it is capped.
+    const int64_t useful = int64_t(scheduler_config_.max_num_seqs) *
+                           ((int64_t(scheduler_config_.max_model_len) + config.block_size - 1) / config.block_size);
+    const int num_blocks = config.num_kv_blocks > 0
+                               ? config.num_kv_blocks
+                               : int(std::min<int64_t>(int64_t(config.kv_cache_bytes / block_bytes), useful));
     if (num_blocks < 1) throw Error(ErrorCode::kInvalidArgument, "KV cache too small for one block");
     // A sequence longer than the whole pool could never run; cap the context.
     scheduler_config_.max_model_len = std::min(scheduler_config_.max_model_len, num_blocks * config.block_size);
