@@ -85,9 +85,9 @@ start_server() {
 # llama-cpp-python has no ignore_eos, so its end-of-text tokens
 # (<|endoftext|> 0, <|im_end|> 2 in SmolLM2) are banned. Its default
 # repeat_penalty of 1.1 is turned off to match tidal's (and vLLM's) 1.0.
-# llama-cpp-python sends no usage, so tidal-bench counts its output tokens by
-# re-tokenizing the text (vLLM's fallback); the table notes requests whose
-# count is not OUTPUT_LEN.
+# llama-cpp-python sends no usage; its streams end with finish_reason
+# "length", which tidal-bench counts as max_tokens (re-tokenizing the text is
+# its fallback). The table notes requests whose count is not OUTPUT_LEN.
 llama_extra='{"logit_bias": {"0": -100, "2": -100}, "repeat_penalty": 1.0}'
 
 max_n=$MIN_PROMPTS

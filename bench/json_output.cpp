@@ -47,6 +47,7 @@ nlohmann::json record_json(const RequestRecord& r) {
       {"input_tokens", r.input_tokens()},
       {"output_tokens", r.output_tokens()},
       {"output_tokens_source", r.output_tokens_source()},
+      {"finish_reason", r.finish_reason},
       {"content_chunks", r.content_chunks},
       {"usage", r.usage ? nlohmann::json{{"prompt_tokens", r.usage->prompt_tokens},
                                          {"completion_tokens", r.usage->completion_tokens}}

@@ -109,13 +109,13 @@ nlohmann::json config_json(const Options& o) {
           {"goodput", o.goodput}};
 }
 
-// For servers that send no usage, vLLM counts output tokens by tokenizing
-// the generated text; here the server's own tokenizer does it. Without one,
-// content chunks are counted.
+// For requests whose output count is not known otherwise (see
+// RequestRecord::output_tokens), vLLM tokenizes the generated text; here the
+// server's own tokenizer does it. Without one, content chunks are counted.
 void count_output_without_usage(const Options& o, const tb::ServerUrl& url, std::vector<tb::RequestRecord>& records) {
   const tb::ServerTokenizer tokenizer(url, o.model, o.tokenize_path, o.detokenize_path);
   for (auto& r : records) {
-    if (!r.success || (r.usage && r.usage->completion_tokens > 0)) continue;
+    if (!r.needs_retokenizing()) continue;
     try {
       r.retokenized_output = static_cast<int>(tokenizer.tokenize(r.generated_text).size());
     } catch (const std::exception& e) {

@@ -29,14 +29,19 @@ struct RequestRecord {
   std::vector<double> itl_s;
   int content_chunks = 0;
   std::optional<Usage> usage;
+  std::string finish_reason;
   std::optional<int> retokenized_output;  // the generated text re-tokenized by the server
   std::string generated_text;
 
-  // Output tokens as vLLM counts them: the server's usage when it reports a
-  // nonzero count, else the generated text re-tokenized, else (no tokenizer
-  // reachable) the number of content chunks.
+  // Output tokens: the server's usage when it reports a nonzero count, as
+  // vLLM does. Without usage, vLLM re-tokenizes the generated text, which
+  // miscounts whenever the generated tokens are not the canonical
+  // tokenization of their text; so first, a stream that finished for
+  // "length" generated exactly max_tokens. Then the re-tokenized count, and
+  // with no tokenizer reachable, the number of content chunks.
   int output_tokens() const;
-  const char* output_tokens_source() const;  // "usage", "retokenized" or "chunks"
+  const char* output_tokens_source() const;  // "usage", "max_tokens", "retokenized" or "chunks"
+  bool needs_retokenizing() const;
   // Input tokens: the server's usage when reported, else the dataset's count.
   int input_tokens() const;
 };

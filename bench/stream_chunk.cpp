@@ -39,8 +39,11 @@ StreamChunk parse_stream_chunk(std::string_view data, Endpoint endpoint) {
                       : err->dump();
     return chunk;
   }
-  if (auto choices = j.find("choices"); choices != j.end() && choices->is_array() && !choices->empty())
-    chunk.content = content_of(choices->front(), endpoint);
+  if (auto choices = j.find("choices"); choices != j.end() && choices->is_array() && !choices->empty()) {
+    const nlohmann::json& choice = choices->front();
+    chunk.content = content_of(choice, endpoint);
+    if (auto fr = choice.find("finish_reason"); fr != choice.end() && fr->is_string()) chunk.finish_reason = *fr;
+  }
   if (auto usage = j.find("usage"); usage != j.end() && usage->is_object()) {
     chunk.usage = Usage{int_field(*usage, "prompt_tokens"), int_field(*usage, "completion_tokens")};
   }

@@ -16,6 +16,7 @@ struct Usage {
 
 struct StreamChunk {
   std::string content;               // choices[0].text (completions) or choices[0].delta.content (chat)
+  std::string finish_reason;         // choices[0].finish_reason; empty while the choice goes on
   std::optional<Usage> usage;        // present on the stream_options.include_usage chunk
   std::optional<std::string> error;  // an in-stream error object, or a payload that is not JSON
 };

@@ -80,16 +80,32 @@ TEST(RequestRecord, CountsChunksWithoutUsage) {
   EXPECT_EQ(r.input_tokens(), 9);
 }
 
-TEST(RequestRecord, OutputTokensPreferUsageThenRetokenizedThenChunks) {
+TEST(StreamChunk, FinishReason) {
+  EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"text":"","finish_reason":"length"}]})", Endpoint::completions)
+                .finish_reason,
+            "length");
+  EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{},"finish_reason":null}]})", Endpoint::chat).finish_reason, "");
+}
+
+TEST(RequestRecord, OutputTokensPreferUsageThenMaxTokensThenRetokenizedThenChunks) {
   RequestRecord r;
+  r.success = true;
+  r.expected_output_len = 8;
   r.content_chunks = 5;
   EXPECT_EQ(r.output_tokens(), 5);
   EXPECT_STREQ(r.output_tokens_source(), "chunks");
+  EXPECT_TRUE(r.needs_retokenizing());
   r.retokenized_output = 7;
   EXPECT_EQ(r.output_tokens(), 7);
   EXPECT_STREQ(r.output_tokens_source(), "retokenized");
+  StreamChunk last;
+  last.finish_reason = "length";  // stopped by max_tokens: exactly 8 tokens
+  record_chunk(r, last, 1.0);
+  EXPECT_EQ(r.output_tokens(), 8);
+  EXPECT_STREQ(r.output_tokens_source(), "max_tokens");
+  EXPECT_FALSE(r.needs_retokenizing());
   r.usage = Usage{3, 0};  // a zero count is no count (vLLM's `if not output_len`)
-  EXPECT_EQ(r.output_tokens(), 7);
+  EXPECT_EQ(r.output_tokens(), 8);
   r.usage = Usage{3, 9};
   EXPECT_EQ(r.output_tokens(), 9);
   EXPECT_STREQ(r.output_tokens_source(), "usage");
