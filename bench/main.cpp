@@ -194,7 +194,8 @@ int run(const Options& o) {
 
   if (o.ready_check_timeout_s > 0) {
     std::cout << "Starting initial single prompt test run..." << std::endl;
-    const tb::RequestRecord probe = tb::wait_until_ready(samples[0], run, std::chrono::seconds(o.ready_check_timeout_s));
+    const tb::RequestRecord probe =
+        tb::wait_until_ready(samples[0], run, std::chrono::seconds(o.ready_check_timeout_s));
     if (!probe.success) {
       std::cerr << "tidal-bench: the initial test request failed: " << probe.error << "\n";
       return 1;
@@ -258,7 +259,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-concurrency", o.max_concurrency, "at most this many requests in flight")
       ->check(CLI::PositiveNumber);
-  app.add_option("--ramp-up-strategy", o.ramp_up_strategy, "linear: rate goes from --ramp-up-start-rps to --ramp-up-end-rps")
+  app.add_option("--ramp-up-strategy", o.ramp_up_strategy,
+                 "linear: rate goes from --ramp-up-start-rps to --ramp-up-end-rps")
       ->check(CLI::IsMember({"linear"}));
   app.add_option("--ramp-up-start-rps", o.ramp_up_start_rps, "ramp start rate")->check(CLI::PositiveNumber);
   app.add_option("--ramp-up-end-rps", o.ramp_up_end_rps, "ramp end rate")->check(CLI::PositiveNumber);

@@ -36,7 +36,8 @@ class Run {
   awaitable<void> dispatch() {
     asio::steady_timer arrival(io_);
     for (size_t i = 0; i < records_.size(); ++i) {
-      arrival.expires_at(start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(offsets_[i])));
+      const auto offset = std::chrono::duration<double>(offsets_[i]);
+      arrival.expires_at(start_ + std::chrono::duration_cast<Clock::duration>(offset));
       co_await arrival.async_wait(use_awaitable);
       while (o_.max_concurrency && in_flight_ >= *o_.max_concurrency) {
         boost::system::error_code ec;  // cancelled when a request finishes

@@ -12,7 +12,8 @@ namespace {
 nlohmann::json call(const ServerUrl& url, const std::string& path, const nlohmann::json& body) {
   const HttpResponse r = post_json_blocking(url, url.path(path), body.dump(), std::chrono::seconds(60));
   if (r.status != 200)
-    throw std::runtime_error("POST " + path + " answered HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 300));
+    throw std::runtime_error("POST " + path + " answered HTTP " + std::to_string(r.status) + ": " +
+                             r.body.substr(0, 300));
   nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) throw std::runtime_error("POST " + path + " did not answer a JSON object");
   return j;
@@ -38,7 +39,8 @@ std::vector<int32_t> ServerTokenizer::tokenize(const std::string& text) const {
                                  {"input", text},
                                  {"add_special_tokens", false}});
   auto t = j.find("tokens");
-  if (t == j.end() || !t->is_array()) throw std::runtime_error("POST " + tokenize_path_ + ": no \"tokens\" in the answer");
+  if (t == j.end() || !t->is_array())
+    throw std::runtime_error("POST " + tokenize_path_ + ": no \"tokens\" in the answer");
   return t->get<std::vector<int32_t>>();
 }
 

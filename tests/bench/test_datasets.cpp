@@ -165,7 +165,8 @@ TEST(ShareGptDataset, FirstTurnPairsFilteredByLength) {
                                   {"from": "gpt", "value": "six seven eight nine"}]},
     {"id": "short", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "a b c d e"}]},
     {"id": "solo", "conversations": [{"from": "human", "value": "only one turn here ok"}]},
-    {"id": "long", "conversations": [{"from": "human", "value": ")" + words_1100 + R"("}, {"from": "gpt", "value": "a b c d"}]},
+    {"id": "long", "conversations": [{"from": "human", "value": ")" + words_1100 + R"("},
+                                     {"from": "gpt", "value": "a b c d"}]},
     {"id": "b", "conversations": [{"from": "human", "value": "alpha beta gamma delta"},
                                   {"from": "gpt", "value": "x y"}]}
   ])");

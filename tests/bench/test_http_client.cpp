@@ -151,9 +151,10 @@ TEST(HttpClient, StreamSplitAcrossChunksAndReads) {
 }
 
 TEST(HttpClient, HttpErrorIsTheRequestsError) {
-  ScriptedServer server({"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n",
-                         "{\"error\":\"bad\"}"},
-                        1);
+  ScriptedServer server(
+      {"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n",
+       "{\"error\":\"bad\"}"},
+      1);
   Progress quiet(1, false);
   const RunResult r = run_benchmark({sample()}, {0.0}, options_for(server.url()), quiet);
   EXPECT_FALSE(r.records[0].success);

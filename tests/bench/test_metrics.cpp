@@ -106,7 +106,9 @@ TEST(Metrics, SummaryOfHandMadeTimeline) {
 }
 
 TEST(Metrics, GoodputCountsRequestsMeetingEverySlo) {
-  auto goodput = [](std::vector<std::string> items) { return *summarize(timeline(), 2.0, parse_goodput(items)).request_goodput; };
+  auto goodput = [](std::vector<std::string> items) {
+    return *summarize(timeline(), 2.0, parse_goodput(items)).request_goodput;
+  };
   EXPECT_NEAR(goodput({"ttft:120"}), 1.0, kTol);               // R0, R2
   EXPECT_NEAR(goodput({"ttft:100"}), 1.0, kTol);               // exactly at the SLO passes
   EXPECT_NEAR(goodput({"ttft:120", "tpot:35"}), 1.0, kTol);    // R0 (33.3 ms), R2 (TPOT 0)

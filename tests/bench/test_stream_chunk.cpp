@@ -7,7 +7,8 @@
 using namespace tidal::bench;
 
 TEST(StreamChunk, CompletionText) {
-  const auto c = parse_stream_chunk(R"({"choices":[{"index":0,"text":"Hi","finish_reason":null}]})", Endpoint::completions);
+  const auto c =
+      parse_stream_chunk(R"({"choices":[{"index":0,"text":"Hi","finish_reason":null}]})", Endpoint::completions);
   EXPECT_EQ(c.content, "Hi");
   EXPECT_FALSE(c.usage);
   EXPECT_FALSE(c.error);
@@ -21,8 +22,8 @@ TEST(StreamChunk, ChatDeltaContentAndRoleOnlyDelta) {
 }
 
 TEST(StreamChunk, UsageChunkWithEmptyChoices) {
-  const auto c = parse_stream_chunk(R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}})",
-                                    Endpoint::completions);
+  const auto c = parse_stream_chunk(
+      R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}})", Endpoint::completions);
   ASSERT_TRUE(c.usage);
   EXPECT_EQ(c.usage->prompt_tokens, 5);
   EXPECT_EQ(c.usage->completion_tokens, 7);
