@@ -1,5 +1,7 @@
-// Element types of weights and activations, and the GGUF block formats we
-// read natively. Quantized types store rows as a sequence of fixed blocks.
+// Element types of weights and activations: the GGUF block formats we read
+// natively (rows are a sequence of fixed blocks), and tidal's own integer
+// formats for derived variants (rows zero-padded to the kernel width, with
+// scales held next to the matrix in Weight::scales).
 #pragma once
 
 #include <cstddef>
@@ -8,7 +10,49 @@
 
 namespace tidal {
 
-enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_1 };
+enum class DType : uint8_t {
+  F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+  // Per-output-channel symmetric int8: each row holds round(w / s) + 128 as
+  // uint8 (offset binary), one float scale per row in Weight::scales.
+  I8,
+  // Group-wise symmetric int4: each row holds round(w / s) + 8 in [1, 15],
+  // two per byte (element 2i in the low nibble of byte i), one float scale
+  // per group of G consecutive elements: Weight::scales is [rows][groups].
+  I4_G32, I4_G64, I4_G128,
+};
+
+// The integer formats pad every row to a multiple of this many elements
+// (and of the group size), so kernels never see a ragged vector; padded
+// activations are zero, which makes the padded weights' values irrelevant.
+constexpr int64_t kIntRowAlign = 64;
+
+constexpr bool dtype_is_int(DType t) {
+  return t == DType::I8 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128;
+}
+
+// Elements per scale group of an int4 format (0 for every other type).
+constexpr int dtype_group_size(DType t) {
+  switch (t) {
+    case DType::I4_G32: return 32;
+    case DType::I4_G64: return 64;
+    case DType::I4_G128: return 128;
+    default: return 0;
+  }
+}
+
+// Elements a row of `n` occupies once padded (n itself for non-integer types).
+constexpr int64_t dtype_padded_cols(DType t, int64_t n) {
+  if (!dtype_is_int(t)) return n;
+  const int64_t unit = dtype_group_size(t) > kIntRowAlign ? dtype_group_size(t) : kIntRowAlign;
+  return (n + unit - 1) / unit * unit;
+}
+
+// Scales per row: 1 for I8, padded cols / G for the int4 formats, 0 otherwise.
+constexpr int64_t dtype_scales_per_row(DType t, int64_t n) {
+  if (t == DType::I8) return 1;
+  if (dtype_group_size(t) > 0) return dtype_padded_cols(t, n) / dtype_group_size(t);
+  return 0;
+}
 
 // Number of elements per block (1 for plain types).
 constexpr int dtype_block_elems(DType t) {
@@ -16,7 +60,7 @@ constexpr int dtype_block_elems(DType t) {
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_1: return 32;
-    default: return 1;
+    default: return 1;  // plain types, and the integer formats (any n, padded)
   }
 }
 
@@ -29,12 +73,19 @@ constexpr int dtype_block_bytes(DType t) {
     case DType::Q8_0: return 2 + 32;      // f16 scale d, 32 x int8
     case DType::Q4_0: return 2 + 16;      // f16 scale d, 32 x 4-bit (q-8)
     case DType::Q4_1: return 2 + 2 + 16;  // f16 scale d, f16 min m, 32 x 4-bit
+    case DType::I8: return 1;
+    case DType::I4_G32:
+    case DType::I4_G64:
+    case DType::I4_G128: return 0;  // half a byte: see dtype_row_bytes
   }
   return 0;
 }
 
 // Bytes taken by a row of `n` elements; `n` must be a multiple of the block size.
+// For the integer formats, any `n`: the row is padded (dtype_padded_cols).
 constexpr size_t dtype_row_bytes(DType t, int64_t n) {
+  if (t == DType::I8) return static_cast<size_t>(dtype_padded_cols(t, n));
+  if (dtype_group_size(t) > 0) return static_cast<size_t>(dtype_padded_cols(t, n) / 2);
   return static_cast<size_t>(n / dtype_block_elems(t)) * static_cast<size_t>(dtype_block_bytes(t));
 }
 
@@ -46,6 +97,10 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Q8_0: return "q8_0";
     case DType::Q4_0: return "q4_0";
     case DType::Q4_1: return "q4_1";
+    case DType::I8: return "int8";
+    case DType::I4_G32: return "int4-g32";
+    case DType::I4_G64: return "int4-g64";
+    case DType::I4_G128: return "int4-g128";
   }
   return "?";
 }

@@ -1,0 +1,95 @@
+#include "model/quantize_matrix.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/dequantize.h"
+#include "core/error.h"
+
+namespace tidal {
+
+namespace {
+
+constexpr int kI8Offset = 128;
+constexpr int kI4Offset = 8;
+
+// Symmetric codes for values v[0..n): scale = max|v| / qmax, code =
+// round(v / scale) + offset. Returns the scale (0 for an all-zero run).
+float quantize_symmetric(const float* v, int64_t n, int qmax, int offset, uint8_t* codes) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(v[i]));
+  const float scale = amax / static_cast<float>(qmax);
+  for (int64_t i = 0; i < n; ++i) {
+    const float q = scale != 0.0f ? std::round(v[i] / scale) : 0.0f;
+    codes[i] = static_cast<uint8_t>(std::clamp(static_cast<int>(q), -qmax, qmax) + offset);
+  }
+  return scale;
+}
+
+void quantize_int_row(DType to, const float* src, int64_t cols, uint8_t* dst, float* scales) {
+  const int64_t padded = dtype_padded_cols(to, cols);
+  if (to == DType::I8) {
+    std::fill(dst, dst + padded, static_cast<uint8_t>(kI8Offset));
+    scales[0] = quantize_symmetric(src, cols, 127, kI8Offset, dst);
+    return;
+  }
+  const int64_t g = dtype_group_size(to);
+  std::vector<uint8_t> codes(static_cast<size_t>(padded), static_cast<uint8_t>(kI4Offset));
+  for (int64_t k = 0; k * g < padded; ++k) {
+    const int64_t begin = k * g;
+    const int64_t n = std::clamp<int64_t>(cols - begin, 0, g);
+    scales[k] = n > 0 ? quantize_symmetric(src + begin, n, 7, kI4Offset, codes.data() + begin) : 0.0f;
+  }
+  for (int64_t i = 0; i < padded / 2; ++i) {
+    dst[i] = static_cast<uint8_t>(codes[size_t(2 * i)] | (codes[size_t(2 * i + 1)] << 4));
+  }
+}
+
+}  // namespace
+
+void dequantize_weight_row(const Weight& w, int64_t r, float* dst) {
+  if (!dtype_is_int(w.type)) {
+    dequantize_row(w.type, w.row(r), dst, w.cols);
+    return;
+  }
+  const uint8_t* q = w.row(r);
+  const float* s = w.row_scales(r);
+  if (w.type == DType::I8) {
+    for (int64_t i = 0; i < w.cols; ++i) dst[i] = s[0] * static_cast<float>(int(q[i]) - kI8Offset);
+    return;
+  }
+  const int64_t g = dtype_group_size(w.type);
+  for (int64_t i = 0; i < w.cols; ++i) {
+    const int code = (i % 2 == 0) ? (q[i / 2] & 0x0f) : (q[i / 2] >> 4);
+    dst[i] = s[i / g] * static_cast<float>(code - kI4Offset);
+  }
+}
+
+std::unique_ptr<OwnedMatrix> quantize_matrix(const Weight& src, DType to) {
+  if (to == DType::Q8_0 || to == DType::Q4_0 || to == DType::Q4_1) {
+    throw Error(ErrorCode::kUnsupported,
+                "cannot derive " + std::string(dtype_name(to)) + ": variants are f32, f16, bf16, int8 or int4-g*");
+  }
+  auto out = std::make_unique<OwnedMatrix>();
+  Weight& v = out->view;
+  v.type = to;
+  v.rows = src.rows;
+  v.cols = src.cols;
+  out->bytes.resize(v.bytes());
+  out->scales.resize(static_cast<size_t>(v.rows * dtype_scales_per_row(to, v.cols)));
+  std::vector<float> row(static_cast<size_t>(src.cols));
+  for (int64_t r = 0; r < src.rows; ++r) {
+    dequantize_weight_row(src, r, row.data());
+    uint8_t* dst = out->bytes.data() + static_cast<size_t>(r) * v.row_bytes();
+    if (dtype_is_int(to)) {
+      quantize_int_row(to, row.data(), src.cols, dst, out->scales.data() + r * dtype_scales_per_row(to, v.cols));
+    } else {
+      quantize_row(to, row.data(), dst, src.cols);
+    }
+  }
+  v.data = out->bytes.data();
+  v.scales = out->scales.empty() ? nullptr : out->scales.data();
+  return out;
+}
+
+}  // namespace tidal

@@ -1,0 +1,113 @@
+#include "model/variant.h"
+
+#include <array>
+
+#include "core/error.h"
+#include "model/quantize_matrix.h"
+
+namespace tidal {
+
+namespace {
+
+constexpr std::array<VariantSpec, 7> kVariants = {{
+    {"f32", DType::F32},
+    {"f16", DType::F16},
+    {"bf16", DType::BF16},
+    {"int8", DType::I8},
+    {"int4-g32", DType::I4_G32},
+    {"int4-g64", DType::I4_G64},
+    {"int4-g128", DType::I4_G128},
+}};
+
+std::string accepted_names() {
+  std::string names;
+  for (const VariantSpec& v : kVariants) names += (names.empty() ? "" : ", ") + v.name;
+  return names;
+}
+
+// Every matrix of the model, the tied LM head once.
+template <typename ModelT, typename Fn>
+void for_each_matrix(ModelT& model, Fn&& fn) {
+  const bool tied = model.lm_head.data == model.token_embedding.data;
+  fn(model.token_embedding);
+  if (!tied) fn(model.lm_head);
+  for (auto& layer : model.layers) {
+    for (auto* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) fn(*w);
+  }
+}
+
+}  // namespace
+
+std::optional<VariantSpec> parse_variant(std::string_view name) {
+  for (const VariantSpec& v : kVariants) {
+    if (v.name == name) return v;
+  }
+  return std::nullopt;
+}
+
+std::vector<VariantSpec> parse_variant_list(std::string_view list) {
+  std::vector<VariantSpec> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string_view item = list.substr(start, comma - start);
+    const auto spec = parse_variant(item);
+    if (!spec) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "unknown variant '" + std::string(item) + "' (expected one of: " + accepted_names() + ")");
+    }
+    out.push_back(*spec);
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string describe_storage(const Model& model) {
+  std::string kind;
+  bool mixed = false;
+  for_each_matrix(model, [&](const Weight& w) {
+    const std::string name(dtype_name(w.type));
+    if (kind.empty()) kind = name;
+    mixed = mixed || kind != name;
+  });
+  return mixed ? "mixed" : kind;
+}
+
+size_t model_weight_bytes(const Model& model) {
+  size_t bytes = 0;
+  for_each_matrix(model, [&](const Weight& w) { bytes += w.bytes() + w.scale_bytes(); });
+  for (const LayerWeights& layer : model.layers) bytes += (layer.attn_norm.size() + layer.ffn_norm.size()) * sizeof(float);
+  return bytes + model.final_norm.size() * sizeof(float);
+}
+
+Model derive_variant(const Model& base, const VariantSpec& spec) {
+  Model out;
+  out.config = base.config;
+  out.final_norm = base.final_norm;
+  out.layers = base.layers;  // norms copied; every matrix view is replaced below
+  out.token_embedding = base.token_embedding;
+  out.lm_head = base.lm_head;
+  const bool tied = base.lm_head.data == base.token_embedding.data;
+  for_each_matrix(out, [&](Weight& w) {
+    auto converted = quantize_matrix(w, spec.matrix_type);
+    w = converted->view;
+    out.storage.push_back(std::move(converted));
+  });
+  if (tied) out.lm_head = out.token_embedding;
+  return out;
+}
+
+std::string derivation_text(const VariantSpec& spec, const std::string& base_storage) {
+  const std::string from = " from " + base_storage;
+  switch (spec.matrix_type) {
+    case DType::F32: return "f32 (exact dequantization)" + from;
+    case DType::F16: return "f16 (round to nearest even)" + from;
+    case DType::BF16: return "bf16 (round to nearest even)" + from;
+    case DType::I8: return "int8 per-output-channel symmetric (scale max|w|/127 per row), int8 activations per token" + from;
+    default:
+      return "int4 group-" + std::to_string(dtype_group_size(spec.matrix_type)) +
+             " symmetric (scale max|w|/7 per group), int8 activations per token" + from;
+  }
+}
+
+}  // namespace tidal

@@ -1,0 +1,44 @@
+// Model variants: one base model's weights re-encoded in another format
+// (f32, f16, bf16, int8, int4-g32/g64/g128), derived at load time or ahead
+// of time by `tidal quantize`. A variant is white-box: it records its base
+// and how it was derived, so the catalog can say what it costs.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/model.h"
+
+namespace tidal {
+
+struct VariantSpec {
+  std::string name;  // "f32", "f16", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128"
+  DType matrix_type = DType::F32;
+};
+
+// Parses one variant name; nullopt when it is not one of the names above.
+std::optional<VariantSpec> parse_variant(std::string_view name);
+// Parses a comma-separated list ("f16,int8,int4-g128"); throws tidal::Error
+// (kInvalidArgument) naming the bad entry and the accepted names.
+std::vector<VariantSpec> parse_variant_list(std::string_view list);
+
+// What a model's matrices are stored as, e.g. "q4_1" or "int8"; "mixed"
+// when they differ (llama2.c files are "f32").
+std::string describe_storage(const Model& model);
+
+// Bytes the model's matrices (values and scales) and norm vectors occupy in
+// memory; the tied LM head is counted once.
+size_t model_weight_bytes(const Model& model);
+
+// A copy of `base` with every matrix (embedding and LM head included; a tied
+// head stays tied) converted to spec.matrix_type through quantize_matrix.
+// The result owns all of its storage and does not refer to `base`.
+Model derive_variant(const Model& base, const VariantSpec& spec);
+
+// One line saying how a variant came from its base, e.g.
+// "int4 group-128 symmetric (scale max|w|/7 per group) from q4_1".
+std::string derivation_text(const VariantSpec& spec, const std::string& base_storage);
+
+}  // namespace tidal
