@@ -84,26 +84,36 @@ ServerMetrics::ServerMetrics(std::string model_name)
 
 std::string ServerMetrics::render(const EngineStats& s) const {
   std::string out;
-  auto gauge = [&](std::string_view name, std::string_view help, double v) {
-    header(out, name, help, "gauge");
-    sample(out, name, labels_, v);
+  // Engine-state metrics come once per data-parallel replica, labelled
+  // engine="i" as vLLM v1 does, so sum() over the label gives the total.
+  const std::vector<EngineStats> single{s};
+  const std::vector<EngineStats>& engines = s.replicas.empty() ? single : s.replicas;
+  auto per_engine = [&](std::string_view name, std::string_view help, std::string_view type, auto value) {
+    header(out, name, help, type);
+    for (size_t i = 0; i < engines.size(); ++i) {
+      sample(out, name, labels_ + ",engine=\"" + std::to_string(i) + "\"", double(value(engines[i])));
+    }
   };
   auto counter = [&](std::string_view name, std::string_view help, double v) {
     header(out, name, help, "counter");
     sample(out, name, labels_, v);
   };
-  gauge("tidal:num_requests_running", "Number of requests in model execution batches.", double(s.num_running));
-  gauge("tidal:num_requests_waiting", "Number of requests waiting to be processed.", double(s.num_waiting));
-  gauge("tidal:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", s.kv_usage);
-  gauge("tidal:kv_cache_used_blocks", "KV-cache blocks referenced by at least one sequence.",
-        double(s.num_used_blocks));
-  gauge("tidal:kv_cache_total_blocks", "KV-cache blocks in the pool.", double(s.num_blocks));
-  counter("tidal:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.",
-          double(s.prefix.queries));
-  counter("tidal:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",
-          double(s.prefix.hits));
-  counter("tidal:num_preemptions_total", "Cumulative number of preemptions from the engine.",
-          double(s.num_preemptions));
+  per_engine("tidal:num_requests_running", "Number of requests in model execution batches.", "gauge",
+             [](const EngineStats& e) { return e.num_running; });
+  per_engine("tidal:num_requests_waiting", "Number of requests waiting to be processed.", "gauge",
+             [](const EngineStats& e) { return e.num_waiting; });
+  per_engine("tidal:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge",
+             [](const EngineStats& e) { return e.kv_usage; });
+  per_engine("tidal:kv_cache_used_blocks", "KV-cache blocks referenced by at least one sequence.", "gauge",
+             [](const EngineStats& e) { return e.num_used_blocks; });
+  per_engine("tidal:kv_cache_total_blocks", "KV-cache blocks in the pool.", "gauge",
+             [](const EngineStats& e) { return e.num_blocks; });
+  per_engine("tidal:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.",
+             "counter", [](const EngineStats& e) { return e.prefix.queries; });
+  per_engine("tidal:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", "counter",
+             [](const EngineStats& e) { return e.prefix.hits; });
+  per_engine("tidal:num_preemptions_total", "Cumulative number of preemptions from the engine.", "counter",
+             [](const EngineStats& e) { return e.num_preemptions; });
   counter("tidal:prompt_tokens_total", "Number of prefill tokens processed.", double(prompt_tokens.load()));
   counter("tidal:generation_tokens_total", "Number of generation tokens processed.",
           double(generation_tokens.load()));
