@@ -30,6 +30,7 @@ NUM_PROMPTS_PER_CONC=${NUM_PROMPTS_PER_CONC:-2}  # requests per run: this x conc
 MIN_PROMPTS=${MIN_PROMPTS:-8}
 SEED=${SEED:-0}
 LLAMA_PYTHON=${LLAMA_PYTHON:-python3}
+TIDAL_ARGS=${TIDAL_ARGS:-}                       # extra `tidal serve` flags, e.g. "--target-tpot-ms 18"
 LLAMA_CTX=${LLAMA_CTX:-2048}                     # llama.cpp's context must hold one request; tidal sizes its own
 TIDAL_PORT=${TIDAL_PORT:-18081}
 LLAMA_PORT=${LLAMA_PORT:-18082}
@@ -64,7 +65,7 @@ start_server() {
   if [ "$1" = tidal ]; then
     port=$TIDAL_PORT
     "$TIDAL_BIN" serve --model "$MODEL" --threads "$THREADS" --host 127.0.0.1 --port "$port" \
-      --served-model-name "$NAME" >>"$OUT/tidal-serve.log" 2>&1 &
+      --served-model-name "$NAME" $TIDAL_ARGS >>"$OUT/tidal-serve.log" 2>&1 &
   else
     port=$LLAMA_PORT
     "$LLAMA_PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias "$NAME" --host 127.0.0.1 --port "$port" \

@@ -21,6 +21,9 @@ void insert_sorted(Container& c, Sequence* seq, RunsBefore before) {
   c.insert(std::upper_bound(c.begin(), c.end(), seq, before), seq);
 }
 
+// Past its prompt, with only the newest token left to run: one token a step.
+bool is_decoding(const Sequence* seq) { return seq->num_generated() > 0 && seq->num_uncomputed() == 1; }
+
 }  // namespace
 
 Scheduler::Scheduler(const SchedulerConfig& config, BlockManager& blocks) : config_(config), blocks_(blocks) {}
@@ -34,16 +37,40 @@ void Scheduler::add(Sequence* seq) {
   }
 }
 
+int Scheduler::decode_capacity() const {
+  if (config_.target_step_seconds <= 0.0) return config_.max_num_seqs;
+  // The cost model needs steps of different sizes to tell the fixed cost
+  // from the per-token one; until then one sequence at a time is safe, and
+  // its prefill and decode steps are just the two sizes the model needs.
+  if (!cost_.ready()) return 1;
+  return std::min(config_.max_num_seqs, cost_.max_tokens_within(config_.target_step_seconds));
+}
+
+int Scheduler::step_token_budget(int num_decoding) const {
+  const int budget = config_.max_num_batched_tokens;
+  // Before anything decodes only first-token latency is at stake.
+  if (config_.target_step_seconds <= 0.0 || num_decoding == 0) return budget;
+  const int fits = cost_.ready() ? cost_.max_tokens_within(config_.target_step_seconds) : 2 * num_decoding;
+  return std::min(budget, std::max(fits, num_decoding));
+}
+
 SchedulerOutput Scheduler::schedule() {
   SchedulerOutput out;
-  int budget = config_.max_num_batched_tokens;
   const RunsBefore before{config_.priority_policy};
+  int decoding_left = int(std::count_if(running_.begin(), running_.end(), is_decoding));
+  const int step_budget = step_token_budget(decoding_left);
+  int budget = step_budget;
+  // With a TPOT target, a prefill chunk must leave one token for each decode
+  // behind it in the running order, or that decode would skip a step.
+  const bool reserve_decodes = config_.target_step_seconds > 0.0;
 
   // Running sequences first (decodes and unfinished prefill chunks), so work
   // already holding blocks finishes before new work takes more.
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* seq = running_[i];
-    const int n = std::min(seq->num_uncomputed(), budget);
+    const bool decoding = is_decoding(seq);
+    if (decoding) --decoding_left;
+    const int n = std::min(seq->num_uncomputed(), budget - (reserve_decodes && !decoding ? decoding_left : 0));
     if (n <= 0) continue;
     bool fits = true;
     while (!blocks_.allocate_slots(&seq->blocks, seq->num_computed, n, &out.block_copies)) {
@@ -64,7 +91,10 @@ SchedulerOutput Scheduler::schedule() {
 
   // Admitting new work right after preempting would just thrash the pool.
   if (out.preempted.empty()) {
-    while (!waiting_.empty() && running_.size() < size_t(config_.max_num_seqs) && budget > 0) {
+    // Every admitted sequence becomes a decode in every later step, so with
+    // a TPOT target only as many run as the target has room for.
+    const size_t max_running = size_t(decode_capacity());
+    while (!waiting_.empty() && running_.size() < max_running && budget > 0) {
       Sequence* seq = waiting_.front();
       if (seq->num_computed == 0 && seq->blocks.blocks.empty()) {
         // Never match the block holding the last token: at least one token must
@@ -87,7 +117,7 @@ SchedulerOutput Scheduler::schedule() {
     }
   }
 
-  out.num_batched_tokens = config_.max_num_batched_tokens - budget;
+  out.num_batched_tokens = step_budget - budget;
   return out;
 }
 

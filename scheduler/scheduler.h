@@ -12,6 +12,7 @@
 
 #include "kv/block_manager.h"
 #include "scheduler/sequence.h"
+#include "scheduler/step_cost_model.h"
 
 namespace tidal {
 
@@ -20,6 +21,12 @@ struct SchedulerConfig {
   int max_num_batched_tokens = 2048;  // tokens per step (prefill chunks + decodes)
   int max_model_len = 0;              // prompt + output limit per sequence (0: the model's context)
   bool priority_policy = false;       // order waiting queue by (priority, arrival) instead of FCFS
+  // Time-per-output-token target (0: none). Only as many sequences run as
+  // one step can decode within this time, and while any sequence decodes a
+  // step takes only as many tokens as fit in it (per the step cost model),
+  // decodes first: prefill chunks and new admissions get the rest.
+  // Throughput is traded for a bounded TPOT; first-token latency grows.
+  double target_step_seconds = 0.0;
 };
 
 struct ScheduledSeq {
@@ -45,6 +52,9 @@ class Scheduler {
   // After the forward: advances num_computed of every scheduled sequence and
   // registers newly full blocks in the prefix cache.
   void update(const SchedulerOutput& out);
+  // How long the forward of a step with `n_tokens` tokens took (feeds the
+  // step cost model behind target_step_seconds).
+  void observe_step(int n_tokens, double seconds) { cost_.observe(n_tokens, seconds); }
   // Puts `child` (a fork of running `parent`, same tokens) into running,
   // sharing the parent's blocks copy-on-write.
   void fork(const Sequence& parent, Sequence* child);
@@ -58,12 +68,15 @@ class Scheduler {
 
  private:
   void preempt(Sequence* seq);
+  int decode_capacity() const;
+  int step_token_budget(int num_decoding) const;
 
   SchedulerConfig config_;
   BlockManager& blocks_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;
   uint64_t num_preemptions_ = 0;
+  StepCostModel cost_;
 };
 
 }  // namespace tidal

@@ -25,6 +25,11 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--max-num-seqs", o.max_num_seqs, "sequences per step")->check(CLI::Range(1, 4096));
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "tokens per step")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--target-tpot-ms", o.target_tpot_ms,
+                 "keep each step, hence every stream's time per output token, under this many ms by limiting "
+                 "the tokens a step takes while streams decode (trades throughput and first-token latency; "
+                 "0 = off)")
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--max-model-len", o.max_model_len, "context limit (0 = the model's)")->check(CLI::Range(0, 1 << 22));
   app.add_flag("--no-prefix-caching", o.no_prefix_caching, "disable prefix caching");
   app.add_option("--policy", o.policy, "scheduling policy")->check(CLI::IsMember({"fcfs", "priority"}));
@@ -67,6 +72,7 @@ LoadedModel load_model_files(const ModelOptions& o) {
   e.scheduler.max_num_seqs = o.max_num_seqs;
   e.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
   e.scheduler.max_model_len = o.max_model_len;
+  e.scheduler.target_step_seconds = o.target_tpot_ms / 1000.0;
   e.scheduler.priority_policy = o.policy == "priority";
   // Requests without a seed draw from a stream that differs run to run.
   e.default_seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();

@@ -26,6 +26,7 @@ struct ModelOptions {
   int block_size = 16;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
+  double target_tpot_ms = 0;    // 0: no time-per-output-token target
   int max_model_len = 0;        // 0: the model's context length
   bool no_prefix_caching = false;
   std::string policy = "fcfs";  // fcfs | priority

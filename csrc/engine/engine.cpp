@@ -216,7 +216,11 @@ std::vector<RequestOutput> LLMEngine::step() {
 
   std::vector<std::vector<float>*> logits(replicas_.size(), nullptr);
   auto run = [&](size_t i) {
-    if (!sched[i].empty()) logits[i] = &replicas_[i]->executor->run(sched[i]);
+    if (sched[i].empty()) return;
+    const auto start = Clock::now();
+    logits[i] = &replicas_[i]->executor->run(sched[i]);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    replicas_[i]->scheduler->observe_step(sched[i].num_batched_tokens, seconds);
   };
   if (threads_) {
     threads_->run(run);
