@@ -1,7 +1,9 @@
 #include "cuda/cuda_kv_cache.h"
 
 #include <algorithm>
+#include <string>
 
+#include "core/error.h"
 #include "cuda/cuda_check.h"
 
 namespace tidal::cuda {
@@ -14,10 +16,20 @@ std::vector<float> download(const float* device, size_t n) {
   return host;
 }
 
+// The device kernels read and write F32 only; an F16 pool must fail here
+// rather than be silently allocated (and sized) as F32.
+const KvCacheShape& f32_only(const KvCacheShape& shape) {
+  if (shape.dtype != DType::F32) {
+    throw Error(ErrorCode::kUnsupported, "the CUDA KV cache supports --kv-cache-dtype f32 only, not " +
+                                             std::string(dtype_name(shape.dtype)));
+  }
+  return shape;
+}
+
 }  // namespace
 
 CudaKvCache::CudaKvCache(const KvCacheShape& shape)
-    : shape_(shape),
+    : shape_(f32_only(shape)),
       k_(size_t(shape.n_layers) * size_t(shape.num_blocks) * shape.floats_per_block() * sizeof(float)),
       v_(k_.bytes()) {
   check(cudaMemset(k_.data(), 0, k_.bytes()), "zero K cache");
@@ -29,7 +41,7 @@ int CudaKvCache::blocks_for_free_memory(const KvCacheShape& shape, double fracti
   check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
   if (free_bytes <= reserve_bytes) return 0;
   const double usable = double(free_bytes - reserve_bytes) * std::clamp(fraction, 0.0, 1.0);
-  const double per_block = double(shape.bytes_per_token()) * shape.block_size;
+  const double per_block = double(f32_only(shape).bytes_per_token()) * shape.block_size;
   return int(std::min(usable / per_block, 2e9));
 }
 

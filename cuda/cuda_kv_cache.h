@@ -14,7 +14,8 @@ namespace tidal::cuda {
 
 class CudaKvCache {
  public:
-  // Zeroed, so attention over an allocated but unwritten slot reads finite values.
+  // Zeroed, so attention over an allocated but unwritten slot reads finite
+  // values. Throws Error(kUnsupported) unless shape.dtype is F32.
   explicit CudaKvCache(const KvCacheShape& shape);
 
   // How many blocks of `shape` (num_blocks ignored) fit in `fraction` of the

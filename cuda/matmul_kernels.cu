@@ -257,6 +257,11 @@ void matmul_rows(const Weight& w, const float* x, int n_tokens, float* y, cudaSt
     case DType::Q8_0: launch_rows<DType::Q8_0>(w, x, n_tokens, y, stream); break;
     case DType::Q4_0: launch_rows<DType::Q4_0>(w, x, n_tokens, y, stream); break;
     case DType::Q4_1: launch_rows<DType::Q4_1>(w, x, n_tokens, y, stream); break;
+    case DType::I8:
+    case DType::I4_G32:
+    case DType::I4_G64:
+    case DType::I4_G128:
+      throw Error(ErrorCode::kUnsupported, "matmul_rows: int8/int4 variants run on the CPU backend only");
   }
   check_launch("matmul_rows");
 }

@@ -1,12 +1,27 @@
 #include "cuda/weight_upload.h"
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/dequantize.h"
+#include "core/error.h"
 #include "cuda/device_layout.h"
 
 namespace tidal::cuda {
+
+namespace {
+
+// The int8/int4 variants multiply int8 activations with CPU kernels; the
+// device kernels know only the GGUF and float formats.
+void require_device_format(const Weight& w) {
+  if (dtype_is_int(w.type)) {
+    throw Error(ErrorCode::kUnsupported, "cannot upload a " + std::string(dtype_name(w.type)) +
+                                             " matrix: int8/int4 variants run on the CPU backend only");
+  }
+}
+
+}  // namespace
 
 void repack_for_device(const Weight& w, uint8_t* out) {
   if (!is_quantized(w.type)) {
@@ -57,6 +72,7 @@ float device_layout_element(const Weight& w, int64_t r, int64_t k) {
 }
 
 Weight upload_weight_to(const Weight& host, void* device) {
+  require_device_format(host);
   std::vector<uint8_t> staged(host.bytes());
   repack_for_device(host, staged.data());
   check(cudaMemcpy(device, staged.data(), staged.size(), cudaMemcpyHostToDevice), "upload weight");
@@ -66,6 +82,7 @@ Weight upload_weight_to(const Weight& host, void* device) {
 }
 
 DeviceWeight upload_weight(const Weight& host) {
+  require_device_format(host);
   DeviceWeight w;
   w.storage = DeviceBuffer(host.bytes());
   w.view = upload_weight_to(host, w.storage.data());

@@ -22,6 +22,8 @@ struct DeviceWeight {
   DeviceBuffer storage;
 };
 
+// Both uploads throw tidal::Error (kUnsupported) for the integer formats
+// (I8, I4_G*), which only the CPU backend runs.
 DeviceWeight upload_weight(const Weight& host);
 
 // Copies a host matrix into `device` (which has room for w.bytes()) and

@@ -8,5 +8,7 @@ namespace tidal {
 void register_generate_command(CLI::App& app);
 void register_bench_offline_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
+void register_quantize_command(CLI::App& app);
+void register_eval_command(CLI::App& app);
 
 }  // namespace tidal

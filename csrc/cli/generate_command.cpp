@@ -42,11 +42,13 @@ struct Result {
 void print_stats(const EngineStats& s, const char* prefix) {
   std::fprintf(stderr,
                "%ssteps=%llu prompt_tokens=%llu generation_tokens=%llu preemptions=%llu "
-               "prefix_queries=%llu prefix_hits=%llu kv_blocks=%d used_blocks=%d\n",
+               "prefix_queries=%llu prefix_hits=%llu kv_blocks=%d used_blocks=%d kv_dtype=%s kv_bytes_per_token=%zu "
+               "kv_tokens=%lld\n",
                prefix, (unsigned long long)s.steps, (unsigned long long)s.prompt_tokens,
                (unsigned long long)s.generation_tokens, (unsigned long long)s.num_preemptions,
                (unsigned long long)s.prefix.queries, (unsigned long long)s.prefix.hits, s.num_blocks,
-               s.num_used_blocks);
+               s.num_used_blocks, std::string(dtype_name(s.kv_cache_dtype)).c_str(), s.kv_bytes_per_token,
+               (long long)s.num_blocks * s.block_size);
 }
 
 void run_generate(const GenerateOptions& o) {

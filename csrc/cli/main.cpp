@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   tidal::register_generate_command(app);
   tidal::register_bench_offline_command(app);
   tidal::register_serve_command(app);
+  tidal::register_quantize_command(app);
+  tidal::register_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -21,6 +21,10 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("-t,--threads", o.threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
   app.add_flag("--f32", o.f32, "dequantize all weights to F32 at load");
   app.add_option("--kv-cache-mb", o.kv_cache_mb, "KV cache size in MiB")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                 "KV cache element type: f32, or f16 (half the memory per token, K/V rounded to half precision)")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
   app.add_option("--block-size", o.block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
   app.add_option("--max-num-seqs", o.max_num_seqs, "sequences per step")->check(CLI::Range(1, 4096));
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "tokens per step")
@@ -68,6 +72,7 @@ LoadedModel load_model_files(const ModelOptions& o) {
   EngineConfig& e = m.engine_config;
   e.block_size = o.block_size;
   e.kv_cache_bytes = size_t(o.kv_cache_mb) << 20;
+  e.kv_cache_dtype = o.kv_cache_dtype == "f16" ? DType::F16 : DType::F32;  // the option admits only these
   e.enable_prefix_caching = !o.no_prefix_caching;
   e.scheduler.max_num_seqs = o.max_num_seqs;
   e.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;

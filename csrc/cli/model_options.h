@@ -23,6 +23,7 @@ struct ModelOptions {
   int threads = 0;              // 0: all hardware threads
   bool f32 = false;             // dequantize weights to F32 at load
   int kv_cache_mb = 1024;
+  std::string kv_cache_dtype = "f32";  // f32 | f16
   int block_size = 16;
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;

@@ -1,7 +1,9 @@
 // `tidal serve`: the OpenAI-compatible HTTP server. The engine runs on the
 // AsyncEngine's loop thread, HTTP on a small Asio thread pool; SIGINT or
 // SIGTERM stops accepting, lets in-flight requests finish for a grace
-// period, aborts the rest, and exits 0.
+// period, aborts the rest, and exits 0. With --variants there is one engine
+// (and loop thread) per variant beside the base model's; requests pick one
+// by their "model" field.
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -9,18 +11,24 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "cli/commands.h"
+#include "cli/kv_cache_report.h"
 #include "cli/model_options.h"
+#include "cli/variant_engines.h"
 #include "core/error.h"
 #include "engine/async_engine.h"
 #include "model/chat_template.h"
 #include "server/http_server.h"
+#include "server/json_text.h"
 #include "server/metrics.h"
 #include "server/openai_router.h"
 #include "server/serving_context.h"
+#include "server/variant_catalog.h"
 
 namespace tidal {
 
@@ -35,6 +43,8 @@ struct ServeOptions {
   int port = 8000;
   std::string api_key;
   std::vector<std::string> served_model_names;
+  std::string variants;         // --variants: comma-separated variant names
+  std::string variant_profile;  // --variant-profile: `tidal eval --profile-out` file
   int max_waiting = 256;
   int http_threads = 1;
   int max_body_mb = 8;
@@ -63,9 +73,56 @@ class ThreadCount {
   int running_ = 0;
 };
 
+// The engines to serve, the base model's first, from whichever setup built
+// them. Members are destroyed engines first.
+struct ServedEngines {
+  EngineSetup plain;           // without --variants (any --tp/--pp/--dp)
+  VariantSetup with_variants;  // with --variants (one device)
+  std::vector<LLMEngine*> engines;  // empty on an MPI worker process
+
+  const LoadedModel& loaded() const { return with_variants.base_engine ? with_variants.loaded : plain.loaded; }
+};
+
+ServedEngines start_served_engines(const ServeOptions& o, const std::vector<VariantSpec>& variants) {
+  ServedEngines s;
+  if (variants.empty()) {
+    s.plain = start_engine(o.model, o.parallel);
+    if (s.plain.engine) s.engines.push_back(s.plain.engine.get());
+    return s;
+  }
+  s.with_variants = start_variant_engines(o.model, variants);
+  s.engines.push_back(s.with_variants.base_engine.get());
+  for (VariantEngine& v : s.with_variants.variants) s.engines.push_back(v.engine.get());
+  return s;
+}
+
+// The GET /v1/variants body: the base, then each variant.
+std::string catalog_text(const ServedEngines& s, const std::string& base_name, const nlohmann::json& profiles) {
+  std::vector<CatalogEntry> entries = {base_catalog_entry(base_name, *s.loaded().model)};
+  for (const VariantEngine& v : s.with_variants.variants) {
+    entries.push_back(variant_catalog_entry(base_name, v.spec, *v.model, entries.front().storage));
+  }
+  return json_text(variant_catalog(base_name, entries, profiles));
+}
+
 void run_serve(const ServeOptions& o) {
   // Writes to a client that has gone must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
+
+  // Mistakes in the variant options are reported before the model loads.
+  const std::vector<VariantSpec> variants =
+      o.variants.empty() ? std::vector<VariantSpec>{} : parse_variant_list(o.variants);
+  if (!variants.empty() && !o.parallel.single_device()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "--variants serves every model on one device: it cannot be combined with --tp, --pp, --dp or --comm");
+  }
+  // vLLM's default: the model is served under the name it was given by.
+  const std::vector<std::vector<std::string>> names = served_model_names(
+      o.served_model_names.empty() ? std::vector<std::string>{o.model.model} : o.served_model_names, variants);
+  const std::string profile_path =
+      o.variant_profile.empty() ? default_variant_profile_path(o.model.model) : o.variant_profile;
+  const nlohmann::json profiles =
+      profile_path.empty() ? nlohmann::json(nullptr) : read_variant_profiles(profile_path, o.model.model);
 
   // Signals are caught from the start (a SIGTERM while the model loads stops
   // the server as soon as it is up) to the very end (one during teardown
@@ -89,19 +146,21 @@ void run_serve(const ServeOptions& o) {
     });
   });
 
-  EngineSetup setup = start_engine(o.model, o.parallel);
-  if (!setup.engine) return;  // an MPI worker rank: it served until rank 0 stopped
-  const LoadedModel& m = setup.loaded;
-  LLMEngine& engine = *setup.engine;
-  AsyncEngine async(engine, size_t(o.max_waiting));
+  ServedEngines served = start_served_engines(o, variants);
+  if (served.engines.empty()) return;  // an MPI worker rank: it served until rank 0 stopped
+  const LoadedModel& m = served.loaded();
+  const std::string& base_name = names.front().front();
 
-  // vLLM's default: the model is served under the name it was given by.
-  const std::vector<std::string> names = o.served_model_names.empty() ? std::vector<std::string>{o.model.model}
-                                                                      : o.served_model_names;
-  ServerMetrics metrics(names.front());
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  ServingContext ctx{async, *m.tokenizer, metrics, names, m.chat_template, engine.max_model_len(), now};
+  ServingContext ctx{*m.tokenizer, {}, m.chat_template, now, catalog_text(served, base_name, profiles)};
+  std::vector<std::unique_ptr<AsyncEngine>> engines;
+  std::vector<std::unique_ptr<ServerMetrics>> metrics;
+  for (size_t i = 0; i < served.engines.size(); ++i) {
+    engines.push_back(std::make_unique<AsyncEngine>(*served.engines[i], size_t(o.max_waiting)));
+    metrics.push_back(std::make_unique<ServerMetrics>(names[i].front()));
+    ctx.models.push_back({names[i], *engines[i], *metrics[i], served.engines[i]->max_model_len(), i > 0});
+  }
   try {
     apply_chat_template(ctx.chat_template, {{"user", "hi"}}, true);
   } catch (const Error& e) {
@@ -129,9 +188,12 @@ void run_serve(const ServeOptions& o) {
     });
   }
 
+  std::printf("tidal: %s\n", kv_cache_report(engines.front()->stats()).c_str());
   const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
-  std::printf("tidal: serving %s (context %d tokens) at http://%s:%u\n", names.front().c_str(), ctx.max_model_len,
-              host.c_str(), unsigned(port));
+  std::string served_names = base_name;
+  for (size_t i = 1; i < names.size(); ++i) served_names += ", " + names[i].front();
+  std::printf("tidal: serving %s (context %d tokens) at http://%s:%u\n", served_names.c_str(),
+              ctx.base().max_model_len, host.c_str(), unsigned(port));
   std::fflush(stdout);
 
   {
@@ -140,7 +202,12 @@ void run_serve(const ServeOptions& o) {
   }
   std::fprintf(stderr, "tidal: shutting down\n");
   server.stop_accepting();
-  async.shutdown(/*drain=*/true, std::chrono::milliseconds(int64_t(o.shutdown_grace_s * 1000)));
+  // Every engine stops accepting at once and they drain side by side, all
+  // within the same grace period.
+  const std::chrono::milliseconds grace(int64_t(o.shutdown_grace_s * 1000));
+  std::vector<std::thread> draining;
+  for (auto& engine : engines) draining.emplace_back([&engine, grace] { engine->shutdown(/*drain=*/true, grace); });
+  for (std::thread& t : draining) t.join();
   server.close_connections();
   // Once nothing is pending, run() returns (a later signal stays queued, harmless).
   net::post(ioc, [&] { signals.cancel(); });
@@ -166,6 +233,14 @@ void register_serve_command(CLI::App& app) {
       ->envname("TIDAL_API_KEY");
   cmd->add_option("--served-model-name", o->served_model_names,
                   "model name(s) clients use (default: the --model argument); responses report the first");
+  cmd->add_option("--variants", o->variants,
+                  "also serve these variants of the model, derived from it at start-up (comma-separated: f32, f16, "
+                  "bf16, int8, int4-g32, int4-g64, int4-g128), each as '<served name>:<variant>' with an engine of "
+                  "its own (its own KV pool of --kv-cache-mb and --max-waiting queue); all engines share the "
+                  "tokenizer and the --threads pool, taking turns step by step. One device only (no --tp/--pp/--dp)");
+  cmd->add_option("--variant-profile", o->variant_profile,
+                  "`tidal eval --profile-out` file whose measurements GET /v1/variants shows (default: "
+                  "<model>.variants.json when it exists)");
   cmd->add_option("--max-waiting", o->max_waiting, "waiting requests beyond which new ones get 429")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();

@@ -77,6 +77,14 @@ void check_length(DType type, int64_t n) {
   }
 }
 
+// The integer formats keep their scales beside the matrix (Weight::scales),
+// which a row's bytes alone cannot reach.
+[[noreturn]] void reject_integer_format(const char* what, DType type) {
+  throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": " + std::string(dtype_name(type)) +
+                                               " rows need their scales: use dequantize_weight_row / quantize_matrix "
+                                               "(model/quantize_matrix.h)");
+}
+
 // Writes a block's 32 4-bit codes: code j in the low nibble of byte j, code
 // j+16 in the high nibble (ggml's order).
 void store_nibbles(const uint8_t* codes, uint8_t* qs) {
@@ -125,7 +133,10 @@ void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n) {
           dst[j + kQK / 2] = d * static_cast<float>(qs[j] >> 4) + m;
         }
       }
-      return;
+      return;    case DType::I8:
+    case DType::I4_G32:
+    case DType::I4_G64:
+    case DType::I4_G128: reject_integer_format("dequantize_row", type);
   }
 }
 
@@ -193,7 +204,10 @@ void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n) {
         }
         store_nibbles(codes, dst + 4);
       }
-      return;
+      return;    case DType::I8:
+    case DType::I4_G32:
+    case DType::I4_G64:
+    case DType::I4_G128: reject_integer_format("quantize_row", type);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "core/dequantize.h"
 #include "core/error.h"
 #include "cpu/dot_kernels.h"
 #include "cpu/simd.h"
@@ -65,13 +66,19 @@ void exp_shifted(float* s, int64_t n, float shift) {
 // for d < hd, where w_r = w + r * w_stride and acc_r = acc + r * acc_stride.
 // Each element adds its terms in increasing j, one rounding each. Rows are
 // done together so one load of v serves them all and their FMA chains
-// interleave instead of waiting on each other.
+// interleave instead of waiting on each other. v is F32 or F16 (uint16_t
+// half bits): halves are widened exactly as they are loaded, so the sums are
+// those of the F32 path over the same values.
+inline float widen(float x) { return x; }
+inline float widen(uint16_t h) { return fp16_to_fp32(h); }
+
 #if defined(TIDAL_CPU_AVX512) || defined(TIDAL_CPU_AVX2)
 
 #if defined(TIDAL_CPU_AVX512)
 using V = __m512;
 constexpr int kLanes = 16;
 inline V load(const float* p) { return _mm512_loadu_ps(p); }
+inline V load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V broadcast(float a) { return _mm512_set1_ps(a); }
@@ -79,14 +86,15 @@ inline V broadcast(float a) { return _mm512_set1_ps(a); }
 using V = __m256;
 constexpr int kLanes = 8;
 inline V load(const float* p) { return _mm256_loadu_ps(p); }
+inline V load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
 inline V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 inline V broadcast(float a) { return _mm256_set1_ps(a); }
 #endif
 
 // N rows x C vectors of columns, all in registers across the m positions.
-template <int N, int C>
-void accumulate_columns(const float* w, int64_t w_stride, const float* v, int m, int hd, float* acc,
+template <int N, int C, typename T>
+void accumulate_columns(const float* w, int64_t w_stride, const T* v, int m, int hd, float* acc,
                         int64_t acc_stride) {
   V a[N][C];
   for (int r = 0; r < N; ++r) {
@@ -107,19 +115,22 @@ void accumulate_columns(const float* w, int64_t w_stride, const float* v, int m,
   }
 }
 
-template <int N>
-void accumulate_rows(const float* w, int64_t w_stride, const float* v, int m, int hd, float* acc, int64_t acc_stride) {
+template <int N, typename T>
+void accumulate_rows(const float* w, int64_t w_stride, const T* v, int m, int hd, float* acc, int64_t acc_stride) {
   int d = 0;
   for (; d + 4 * kLanes <= hd; d += 4 * kLanes) accumulate_columns<N, 4>(w, w_stride, v + d, m, hd, acc + d, acc_stride);
   for (; d + kLanes <= hd; d += kLanes) accumulate_columns<N, 1>(w, w_stride, v + d, m, hd, acc + d, acc_stride);
   for (; d < hd; ++d) {
     for (int r = 0; r < N; ++r) {
-      for (int j = 0; j < m; ++j) acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], v[j * hd + d], acc[r * acc_stride + d]);
+      for (int j = 0; j < m; ++j) {
+        acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], widen(v[j * hd + d]), acc[r * acc_stride + d]);
+      }
     }
   }
 }
 
-void accumulate_values(const float* w, int64_t w_stride, int n, const float* v, int m, int hd, float* acc,
+template <typename T>
+void accumulate_values(const float* w, int64_t w_stride, int n, const T* v, int m, int hd, float* acc,
                        int64_t acc_stride) {
   for (int r = 0; r < n; r += 4) {
     const float* wr = w + r * w_stride;
@@ -135,12 +146,13 @@ void accumulate_values(const float* w, int64_t w_stride, int n, const float* v, 
 
 #else
 
-void accumulate_values(const float* w, int64_t w_stride, int n, const float* v, int m, int hd, float* acc,
+template <typename T>
+void accumulate_values(const float* w, int64_t w_stride, int n, const T* v, int m, int hd, float* acc,
                        int64_t acc_stride) {
   for (int r = 0; r < n; ++r) {
     for (int j = 0; j < m; ++j) {
       for (int d = 0; d < hd; ++d) {
-        acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], v[j * hd + d], acc[r * acc_stride + d]);
+        acc[r * acc_stride + d] = mul_add(w[r * w_stride + j], widen(v[j * hd + d]), acc[r * acc_stride + d]);
       }
     }
   }
@@ -158,6 +170,7 @@ struct Job {
   const AttentionMeta& meta;
   int n_heads, group, chunk, max_chunks;
   float* partials;
+  bool f16;  // the cache holds halves
 
   int hd() const { return cache.shape().head_dim; }
   // [head_dim] unnormalized output, then the chunk's max score and sum of exponentials.
@@ -165,6 +178,23 @@ struct Job {
     return partials + ((token * n_heads + head) * max_chunks + c) * (hd() + 2);
   }
 };
+
+// scores[r * job.chunk + j] = dot(query row r, key j of kv_head in block)
+// for r < rows, j < n. F16 keys are widened in registers as the dot products
+// use them (dot_block_weights), which gives the bits dot_block gives on
+// their F32 values.
+void score_keys(const Job& job, int32_t block, int kv_head, int n, const float* queries, int rows, float* scores) {
+  const int hd = job.hd();
+  if (job.f16) {
+    const Weight keys{.type = DType::F16,
+                      .rows = n,
+                      .cols = hd,
+                      .data = reinterpret_cast<const uint8_t*>(job.cache.key_f16(job.layer, block, kv_head))};
+    dot_block_weights(keys, 0, n, queries, hd, rows, scores, job.chunk);
+  } else {
+    dot_block(job.cache.key(job.layer, block, kv_head), hd, n, queries, hd, rows, hd, scores, job.chunk);
+  }
+}
 
 // Chunk c of KV head kv_head for the tokens of run that reach it. scratch
 // holds the run's query rows for this KV head and their scores.
@@ -189,8 +219,7 @@ void attend_chunk(const Job& job, const Run& run, int kv_head, int c, float* scr
   for (int32_t p = c0; p < end; p += bs) {
     // Rows of earlier tokens also get scores for keys past their position;
     // those are never read.
-    dot_block(job.cache.key(job.layer, table[size_t(p / bs)], kv_head), hd, std::min(bs, end - p), queries, hd, rows,
-              hd, scores + (p - c0), job.chunk);
+    score_keys(job, table[size_t(p / bs)], kv_head, std::min(bs, end - p), queries, rows, scores + (p - c0));
   }
 
   const float scale = 1.0f / std::sqrt(float(hd));
@@ -208,12 +237,18 @@ void attend_chunk(const Job& job, const Run& run, int kv_head, int c, float* scr
     }
   }
   for (int32_t p = c0; p < end; p += bs) {
-    const float* v = job.cache.value(job.layer, table[size_t(p / bs)], kv_head);
+    const int32_t block = table[size_t(p / bs)];
     for (int32_t i = 0; i < n_tokens; ++i) {
       const int32_t m = std::min(bs, first_pos + i + 1 - p);
       if (m <= 0) continue;
-      accumulate_values(scores + size_t(i * g) * job.chunk + (p - c0), job.chunk, g, v, m, hd,
-                        job.partial(first_token + i, kv_head * g, c), int64_t(job.max_chunks) * (hd + 2));
+      const float* w = scores + size_t(i * g) * job.chunk + (p - c0);
+      float* acc = job.partial(first_token + i, kv_head * g, c);
+      const int64_t acc_stride = int64_t(job.max_chunks) * (hd + 2);
+      if (job.f16) {
+        accumulate_values(w, job.chunk, g, job.cache.value_f16(job.layer, block, kv_head), m, hd, acc, acc_stride);
+      } else {
+        accumulate_values(w, job.chunk, g, job.cache.value(job.layer, block, kv_head), m, hd, acc, acc_stride);
+      }
     }
   }
 }
@@ -289,7 +324,8 @@ void attention(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, AttentionW
                 group,
                 chunk,
                 max_chunks,
-                workspace.partials.get(size_t(meta.n_tokens) * n_heads * max_chunks * (hd + 2))};
+                workspace.partials.get(size_t(meta.n_tokens) * n_heads * max_chunks * (hd + 2)),
+                shape.dtype == DType::F16};
   const bool parallel = total_len * n_heads * hd * 2 >= kMinParallelMacs && pool.size() > 1;
 
   // Items differ in cost, so threads take them one at a time; the latest

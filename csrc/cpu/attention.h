@@ -8,6 +8,10 @@
 // contexts still split into enough items to keep every thread busy.
 // A query row's result depends only on its own position and the cache,
 // never on the run, the batch or the thread count.
+//
+// An F16 cache is read with the F32 path's reduction order, each half
+// widened exactly in registers, so the result is that of F32 attention over
+// the F16-rounded keys and values, bit for bit.
 #pragma once
 
 #include <cstdint>

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "cpu/dequant_rows.h"
+#include "cpu/fp16_rows.h"
 #include "cpu/matmul.h"
 
 namespace tidal {
@@ -30,7 +31,7 @@ void CpuBackend::for_range(int64_t n, int64_t floats, Fn&& fn) {
 }
 
 void CpuBackend::matmul(const Weight& w, const float* x, int n_tokens, float* y) {
-  cpu::matmul(pool_, scratch_, w, x, n_tokens, y);
+  cpu::matmul(pool_, scratch_, int8_activations_, w, x, n_tokens, y);
 }
 
 void CpuBackend::embed(const Weight& table, const int32_t* ids, int n_tokens, float* out) {
@@ -72,6 +73,7 @@ void CpuBackend::add(float* x, const float* y, int64_t n) {
 void CpuBackend::kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) {
   const KvCacheShape& s = cache.shape();
   const size_t row = size_t(s.n_kv_heads) * s.head_dim, bytes = sizeof(float) * s.head_dim;
+  const bool f16 = s.dtype == DType::F16;
   for (int t = 0; t < meta.n_tokens; ++t) {
     const int32_t slot = meta.slot_mapping[t];
     if (slot < 0 || slot / s.block_size >= s.num_blocks) {
@@ -79,8 +81,15 @@ void CpuBackend::kv_write(KvCache& cache, int layer, const float* k, const float
     }
     const int block = slot / s.block_size, offset = (slot % s.block_size) * s.head_dim;
     for (int h = 0; h < s.n_kv_heads; ++h) {
-      std::memcpy(cache.key(layer, block, h) + offset, k + t * row + size_t(h) * s.head_dim, bytes);
-      std::memcpy(cache.value(layer, block, h) + offset, v + t * row + size_t(h) * s.head_dim, bytes);
+      const float* kh = k + t * row + size_t(h) * s.head_dim;
+      const float* vh = v + t * row + size_t(h) * s.head_dim;
+      if (f16) {
+        cpu::fp32_to_fp16_row(kh, cache.key_f16(layer, block, h) + offset, s.head_dim);
+        cpu::fp32_to_fp16_row(vh, cache.value_f16(layer, block, h) + offset, s.head_dim);
+      } else {
+        std::memcpy(cache.key(layer, block, h) + offset, kh, bytes);
+        std::memcpy(cache.value(layer, block, h) + offset, vh, bytes);
+      }
     }
   }
 }

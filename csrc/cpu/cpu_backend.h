@@ -36,6 +36,7 @@ class CpuBackend : public Backend {
 
   ThreadPool& pool_;
   std::vector<cpu::ScratchBuffer> scratch_;  // one per pool thread
+  cpu::ScratchBuffer int8_activations_;      // a matmul's activations, quantized for integer weights
   cpu::AttentionWorkspace attention_workspace_;
   cpu::RopeTable rope_table_;
 };

@@ -1,5 +1,5 @@
 // Vectorized conversion of weight rows to F32, producing the same values as
-// dequantize_row (Q4_1's d*q+m is one fused multiply-add here, as the
+// dequantize_weight_row (Q4_1's d*q+m is one fused multiply-add here, as the
 // compiler contracts it there when FMA is available).
 #pragma once
 

@@ -16,8 +16,11 @@
 #include <vector>
 
 #include "core/dequantize.h"
+#include "core/error.h"
 #include "cpu/dequant_simd.h"
+#include "cpu/lane_sums.h"
 #include "cpu/simd.h"
+#include "cpu/streaming_tiles.h"
 
 namespace tidal::cpu {
 
@@ -59,28 +62,10 @@ struct Isa {
     return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
   }
 
-  // hsum of 16 vectors at once, performing exactly hsum's additions on each:
-  // lane L of the result is hsum(v[slot(L)]).
-  static constexpr int slot(int lane) { return 4 * (lane % 4) + lane / 4; }
-  static V hsum_lanes(const V* v) {
-    V s[8], u[4];
-    for (int i = 0; i < 8; ++i) {  // lane j += lane j+8
-      const V a = v[2 * i], b = v[2 * i + 1];
-      s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-    }
-    for (int i = 0; i < 4; ++i) {  // lane j += lane j+4
-      const V a = s[2 * i], b = s[2 * i + 1];
-      u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                           _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-    }
-    const V w0 = _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),  // lane j += lane j+2
-                               _mm512_shuffle_ps(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const V w1 = _mm512_add_ps(_mm512_shuffle_ps(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm512_shuffle_ps(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm512_add_ps(_mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),  // lane j += lane j+1
-                         _mm512_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
-  }
+  // hsum of every vector of a tile at once (cpu/lane_sums.h): lane L of
+  // the result is hsum(v[slot(L)]).
+  static constexpr int slot(int lane) { return lane_slot(lane); }
+  static V hsum_lanes(const V* v) { return transpose_sum_ps(v); }
 };
 
 #elif defined(TIDAL_CPU_AVX2)
@@ -109,20 +94,8 @@ struct Isa {
     return _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
   }
 
-  static constexpr int slot(int lane) { return 2 * (lane % 4) + lane / 4; }
-  static V hsum_lanes(const V* v) {
-    V s[4];
-    for (int i = 0; i < 4; ++i) {  // lane j += lane j+4
-      const V a = v[2 * i], b = v[2 * i + 1];
-      s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-    }
-    const V u0 = _mm256_add_ps(_mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(1, 0, 1, 0)),  // lane j += lane j+2
-                               _mm256_shuffle_ps(s[0], s[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const V u1 = _mm256_add_ps(_mm256_shuffle_ps(s[2], s[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                               _mm256_shuffle_ps(s[2], s[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm256_add_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),  // lane j += lane j+1
-                         _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-  }
+  static constexpr int slot(int lane) { return lane_slot(lane); }
+  static V hsum_lanes(const V* v) { return transpose_sum_ps(v); }
 };
 
 #endif
@@ -243,23 +216,6 @@ void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64
   }
 }
 
-// Regions shorter than this many rows are too short to be worth streaming
-// separately.
-constexpr int64_t kMinRegionRows = 32;
-
-// Calls tile_fn(first, step, nr) for tiles covering rows [0, n_rows) once
-// each, tile rows first, first + step, ... When weights stream from memory
-// once, a tile takes its R rows from R far-apart regions of the range, each
-// then read front to back as one long run: the hardware prefetcher keeps
-// far more of those in flight than R neighbouring rows of a few cache lines
-// each (about 7% more bandwidth here). The rest go in plain tiles.
-template <int R, typename TileFn>
-void for_each_streaming_tile(int64_t n_rows, TileFn&& tile_fn) {
-  const int64_t region = n_rows / R >= kMinRegionRows ? n_rows / R : 0;
-  for (int64_t j = 0; j < region; ++j) tile_fn(j, region, R);
-  for (int64_t r = region * R; r < n_rows; r += R) tile_fn(r, 1, static_cast<int>(std::min<int64_t>(R, n_rows - r)));
-}
-
 template <int T>
 void stream_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64_t xs, int64_t k, float* y,
                  int64_t ys) {
@@ -324,6 +280,11 @@ void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const
     case DType::Q8_0: dot_block_decoded<DecodeQ8_0>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
     case DType::Q4_0: dot_block_decoded<DecodeQ4_0>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
     case DType::Q4_1: dot_block_decoded<DecodeQ4_1>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
+    case DType::I8:
+    case DType::I4_G32:
+    case DType::I4_G64:
+    case DType::I4_G128:
+      throw Error(ErrorCode::kInternal, "dot_block_weights: integer weights multiply int8 activations (int_kernels.h)");
   }
 }
 

@@ -24,7 +24,8 @@ void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x,
 // format, decoding each weight in registers as it is used: the same result
 // as dequantizing the rows and calling dot_block, without the round trip
 // through memory. For a few tokens; with many, decoding once into a panel
-// and reusing it is cheaper.
+// and reusing it is cheaper. Not for the integer formats, whose kernels
+// take int8 activations (cpu/int_kernels.h).
 void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const float* x, int64_t x_stride,
                        int64_t n_tokens, float* y, int64_t y_stride);
 

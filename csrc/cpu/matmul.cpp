@@ -2,9 +2,13 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 
+#include "core/error.h"
 #include "cpu/dequant_rows.h"
 #include "cpu/dot_kernels.h"
+#include "cpu/int_activations.h"
+#include "cpu/int_kernels.h"
 
 namespace tidal::cpu {
 
@@ -20,8 +24,15 @@ constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // Token groups sweep a panel of weight rows sized to stay in L2 (1 MiB per
 // core here) next to the activations, so each row comes from memory once.
 constexpr int64_t kPanelFloats = 96 * 1024;
+constexpr int64_t kPanelBytes = kPanelFloats * int64_t(sizeof(float));
+// Below this many activations, quantizing them on one thread beats waking
+// the pool for it.
+constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Rows in a panel of `row_bytes`-byte rows: whole row tiles, at least one.
+int64_t panel_rows(int64_t row_bytes) { return std::max(kRowUnit, kPanelBytes / row_bytes / kRowUnit * kRowUnit); }
 
 // Rows [r0, r1) for tokens [t0, t1). With a few tokens the weights are
 // streamed once, decoded in registers; with more, they are taken a panel at
@@ -38,10 +49,10 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   }
   const bool in_place = w.type == DType::F32;
   const int64_t stride = in_place ? k : round_up(k, 16);
-  const int64_t panel_rows = std::max(kRowUnit, kPanelFloats / stride / kRowUnit * kRowUnit);
-  float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(panel_rows, r1 - r0) * stride));
-  for (int64_t c0 = r0; c0 < r1; c0 += panel_rows) {
-    const int64_t c1 = std::min(r1, c0 + panel_rows);
+  const int64_t rows = panel_rows(stride * int64_t(sizeof(float)));
+  float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(rows, r1 - r0) * stride));
+  for (int64_t c0 = r0; c0 < r1; c0 += rows) {
+    const int64_t c1 = std::min(r1, c0 + rows);
     const float* panel = reinterpret_cast<const float*>(w.row(c0));
     if (!in_place) {
       dequantize_rows(w, c0, c1 - c0, buffer, stride);
@@ -51,18 +62,33 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   }
 }
 
-}  // namespace
-
-void matmul(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, const Weight& w, const float* x, int n_tokens,
-            float* y) {
-  const int64_t rows = w.rows, n = n_tokens;
-  if (rows <= 0 || n <= 0) return;
-  if (rows * w.cols * n < kMinParallelMacs || pool.size() == 1) {
-    matmul_range(w, x, rows, 0, rows, 0, n, y, scratch[0]);
+// The same for integer weights, which the kernels read in place: a few
+// tokens stream every row once, more sweep cache-sized panels of rows.
+void int_matmul_range(const Weight& w, const QuantizedActivations& xq, int64_t n_rows_total, int64_t r0, int64_t r1,
+                      int64_t t0, int64_t t1, float* y) {
+  const auto dot_rows = w.type == DType::I8 ? int8_dot_rows : int4_dot_rows;
+  float* yt = y + t0 * n_rows_total;
+  if (t1 - t0 <= kTokenUnit) {
+    dot_rows(w, r0, r1 - r0, xq, t0, t1 - t0, yt + r0, n_rows_total, RowOrder::kStream);
     return;
   }
-  // Rows are the natural split (each thread streams its own weights); the
-  // tokens are split instead when there are too few row tiles to go round.
+  const int64_t rows = panel_rows(int64_t(w.row_bytes()));
+  for (int64_t c0 = r0; c0 < r1; c0 += rows) {
+    dot_rows(w, c0, std::min(r1, c0 + rows) - c0, xq, t0, t1 - t0, yt + c0, n_rows_total, RowOrder::kPanel);
+  }
+}
+
+// Calls range(r0, r1, t0, t1, thread) over a split of rows x tokens: on the
+// calling thread alone when the product is small, else one range per pool
+// thread. Rows are the natural split (each thread streams its own
+// weights); the tokens are split instead when there are too few row tiles
+// to go round.
+template <typename Range>
+void for_each_range(ThreadPool& pool, int64_t rows, int64_t cols, int64_t n, Range&& range) {
+  if (rows * cols * n < kMinParallelMacs || pool.size() == 1) {
+    range(int64_t(0), rows, int64_t(0), n, 0);
+    return;
+  }
   const int64_t row_units = (rows + kRowUnit - 1) / kRowUnit;
   const bool split_rows = row_units >= 2 * pool.size() || n < kTokenUnit * pool.size();
   auto body = [&](int index, int count) {
@@ -76,9 +102,47 @@ void matmul(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, const Weight&
       t0 = u0 * kTokenUnit;
       t1 = std::min(n, u1 * kTokenUnit);
     }
-    if (r0 < r1 && t0 < t1) matmul_range(w, x, rows, r0, r1, t0, t1, y, scratch[index]);
+    if (r0 < r1 && t0 < t1) range(r0, r1, t0, t1, index);
   };
   pool.run(std::cref(body));  // cref: the std::function wraps a reference, no copy to the heap
+}
+
+// Quantizes every token once (in parallel when there are many), then runs
+// the integer kernels over the same split as the float path.
+void int_matmul(ThreadPool& pool, ScratchBuffer& int8_x, const Weight& w, const float* x, int64_t n, float* y) {
+  if (dtype_padded_cols(w.type, w.cols) > kMaxIntCols) {
+    throw Error(ErrorCode::kUnsupported, std::string(dtype_name(w.type)) + " matmul: rows of " +
+                                             std::to_string(w.cols) + " columns exceed the integer kernels' limit of " +
+                                             std::to_string(kMaxIntCols));
+  }
+  QuantizedActivations xq;
+  xq.layout = activation_layout(w.type, w.cols);
+  auto* buffer = reinterpret_cast<uint8_t*>(int8_x.get((size_t(n) * xq.layout.stride + 3) / sizeof(float)));
+  xq.data = buffer;
+  if (n * w.cols < kMinParallelQuantize || pool.size() == 1) {
+    quantize_activations(w.type, xq.layout, x, w.cols, 0, n, buffer);
+  } else {
+    auto quantize = [&](int64_t t0, int64_t t1) { quantize_activations(w.type, xq.layout, x, w.cols, t0, t1, buffer); };
+    pool.parallel_for(n, std::cref(quantize));
+  }
+  for_each_range(pool, w.rows, w.cols, n, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1, int) {
+    int_matmul_range(w, xq, w.rows, r0, r1, t0, t1, y);
+  });
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, ScratchBuffer& int8_x, const Weight& w,
+            const float* x, int n_tokens, float* y) {
+  const int64_t rows = w.rows, n = n_tokens;
+  if (rows <= 0 || n <= 0) return;
+  if (dtype_is_int(w.type)) {
+    int_matmul(pool, int8_x, w, x, n, y);
+    return;
+  }
+  for_each_range(pool, rows, w.cols, n, [&](int64_t r0, int64_t r1, int64_t t0, int64_t t1, int index) {
+    matmul_range(w, x, rows, r0, r1, t0, t1, y, scratch[size_t(index)]);
+  });
 }
 
 }  // namespace tidal::cpu

@@ -1,5 +1,6 @@
 // The CPU matmul: y[t][r] = dot(x[t], W[r]) for every weight type, each dot
-// product in the order of cpu/dot_kernels.h.
+// product in the order of cpu/dot_kernels.h, or for the integer formats of
+// cpu/int_kernels.h (activations quantized to int8 per token first).
 #pragma once
 
 #include <vector>
@@ -10,8 +11,10 @@
 
 namespace tidal::cpu {
 
-// scratch holds one buffer per pool thread (for dequantized weight panels).
-void matmul(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, const Weight& w, const float* x, int n_tokens,
-            float* y);
+// scratch holds one buffer per pool thread (for dequantized weight panels);
+// int8_x receives the activations quantized for integer weights, which all
+// threads then read.
+void matmul(ThreadPool& pool, std::vector<ScratchBuffer>& scratch, ScratchBuffer& int8_x, const Weight& w,
+            const float* x, int n_tokens, float* y);
 
 }  // namespace tidal::cpu

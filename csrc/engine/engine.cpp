@@ -54,6 +54,8 @@ struct LLMEngine::Replica {
   std::unique_ptr<Executor> executor;
   std::unique_ptr<BlockManager> blocks;
   std::unique_ptr<Scheduler> scheduler;
+  DType kv_cache_dtype = DType::F32;
+  size_t kv_bytes_per_token = 0;
   std::vector<RequestState*> requests;  // unfinished, in arrival order
   uint64_t prompt_tokens = 0, generation_tokens = 0, steps = 0;
 };
@@ -76,8 +78,10 @@ LLMEngine::LLMEngine(const ModelConfig& model, const Tokenizer& tokenizer,
     : config_(model), tokenizer_(tokenizer), scheduler_config_(config.scheduler), default_seed_(config.default_seed) {
   if (executors.empty()) throw Error(ErrorCode::kInvalidArgument, "an engine needs at least one executor");
   if (scheduler_config_.max_model_len <= 0) scheduler_config_.max_model_len = model.max_seq_len;
+  check_kv_cache_dtype(config.kv_cache_dtype);
   for (std::unique_ptr<Executor>& executor : executors) {
-    const size_t block_bytes = executor->kv_bytes_per_token() * size_t(config.block_size);
+    const size_t bytes_per_token = executor->kv_bytes_per_token(config.kv_cache_dtype);
+    const size_t block_bytes = bytes_per_token * size_t(config.block_size);
     // A byte budget beyond what max_num_seqs full-length sequences can use
     // would only cost start-up time (the pool is zeroed), so it is capped.
     const int64_t useful = int64_t(scheduler_config_.max_num_seqs) *
@@ -88,9 +92,11 @@ LLMEngine::LLMEngine(const ModelConfig& model, const Tokenizer& tokenizer,
     if (num_blocks < 1) throw Error(ErrorCode::kInvalidArgument, "KV cache too small for one block");
     // A sequence longer than the whole pool could never run; cap the context.
     scheduler_config_.max_model_len = std::min(scheduler_config_.max_model_len, num_blocks * config.block_size);
-    executor->allocate_kv_cache(num_blocks, config.block_size);
+    executor->allocate_kv_cache(num_blocks, config.block_size, config.kv_cache_dtype);
     auto replica = std::make_unique<Replica>();
     replica->executor = std::move(executor);
+    replica->kv_cache_dtype = config.kv_cache_dtype;
+    replica->kv_bytes_per_token = bytes_per_token;
     replica->blocks = std::make_unique<BlockManager>(num_blocks, config.block_size, config.enable_prefix_caching);
     replicas_.push_back(std::move(replica));
   }
@@ -360,6 +366,9 @@ EngineStats LLMEngine::replica_stats(const Replica& r) {
   s.num_blocks = r.blocks->num_blocks();
   s.num_used_blocks = r.blocks->num_used_blocks();
   s.kv_usage = r.blocks->usage();
+  s.block_size = r.blocks->block_size();
+  s.kv_cache_dtype = r.kv_cache_dtype;
+  s.kv_bytes_per_token = r.kv_bytes_per_token;
   s.prefix = r.blocks->prefix_stats();
   s.num_preemptions = r.scheduler->num_preemptions();
   s.prompt_tokens = r.prompt_tokens;
@@ -381,6 +390,9 @@ EngineStats LLMEngine::stats() const {
     total.num_waiting += s.num_waiting;
     total.num_blocks += s.num_blocks;
     total.num_used_blocks += s.num_used_blocks;
+    total.block_size = s.block_size;
+    total.kv_cache_dtype = s.kv_cache_dtype;
+    total.kv_bytes_per_token = std::max(total.kv_bytes_per_token, s.kv_bytes_per_token);
     total.prefix.queries += s.prefix.queries;
     total.prefix.hits += s.prefix.hits;
     total.num_preemptions += s.num_preemptions;

@@ -33,6 +33,10 @@ struct EngineConfig {
   int block_size = 16;
   int num_kv_blocks = 0;            // 0: derive from kv_cache_bytes
   size_t kv_cache_bytes = size_t(1) << 30;
+  // Element type of the KV cache: F32 (the reference) or F16, which halves
+  // the bytes per token (twice the blocks in kv_cache_bytes) and rounds K
+  // and V to half precision as they are written.
+  DType kv_cache_dtype = DType::F32;
   bool enable_prefix_caching = true;
   SchedulerConfig scheduler;        // max_model_len 0 => the model's context length
   uint64_t default_seed = 0;        // stream for requests without a seed
@@ -44,6 +48,9 @@ struct EngineStats {
   int num_blocks = 0;
   int num_used_blocks = 0;
   double kv_usage = 0.0;            // used / total blocks
+  int block_size = 0;               // tokens per KV block
+  DType kv_cache_dtype = DType::F32;
+  size_t kv_bytes_per_token = 0;    // K and V of one token on the device holding the most
   PrefixCacheStats prefix;
   uint64_t num_preemptions = 0;
   uint64_t prompt_tokens = 0;       // prompt tokens computed (not cached)

@@ -40,13 +40,15 @@ ForwardBatch FlatBatch::view() const {
 
 ModelRunner::ModelRunner(const Model& model, Backend& backend) : config_(model.config), forward_(model, backend) {}
 
-size_t ModelRunner::kv_bytes_per_token() const {
-  return KvCacheShape{config_.n_layers, config_.n_kv_heads, config_.head_dim}.bytes_per_token();
+size_t ModelRunner::kv_bytes_per_token(DType dtype) const {
+  return KvCacheShape{.n_layers = config_.n_layers, .n_kv_heads = config_.n_kv_heads, .head_dim = config_.head_dim,
+                      .dtype = dtype}
+      .bytes_per_token();
 }
 
-void ModelRunner::allocate_kv_cache(int num_blocks, int block_size) {
+void ModelRunner::allocate_kv_cache(int num_blocks, int block_size, DType dtype) {
   cache_ = std::make_unique<KvCache>(
-      KvCacheShape{config_.n_layers, config_.n_kv_heads, config_.head_dim, block_size, num_blocks});
+      KvCacheShape{config_.n_layers, config_.n_kv_heads, config_.head_dim, block_size, num_blocks, dtype});
 }
 
 std::vector<float>& ModelRunner::run(const SchedulerOutput& step) {

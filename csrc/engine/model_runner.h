@@ -34,8 +34,8 @@ class ModelRunner : public Executor {
  public:
   ModelRunner(const Model& model, Backend& backend);
 
-  size_t kv_bytes_per_token() const override;
-  void allocate_kv_cache(int num_blocks, int block_size) override;
+  size_t kv_bytes_per_token(DType dtype) const override;
+  void allocate_kv_cache(int num_blocks, int block_size, DType dtype) override;
   std::vector<float>& run(const SchedulerOutput& step) override;
 
  private:

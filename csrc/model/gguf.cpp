@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "core/error.h"
 
@@ -18,41 +19,46 @@ static_assert(std::endian::native == std::endian::little, "GGUF fields are read 
 
 namespace {
 
-enum GgufType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
-};
+using enum GgufType;
 
 // Smallest encoding of one value of `type`, used to bound counts by the bytes
-// left in the file before allocating anything. 0 for unknown types.
-size_t min_value_bytes(uint32_t type) {
+// left in the file before allocating anything.
+size_t min_value_bytes(GgufType type) {
   switch (type) {
     case kU8: case kI8: case kBool: return 1;
     case kU16: case kI16: return 2;
     case kU32: case kI32: case kF32: return 4;
     case kU64: case kI64: case kF64: case kString: return 8;  // a string is at least its length
     case kArray: return 4 + 8;
-    default: return 0;
   }
-}
-
-std::optional<DType> dtype_from_ggml(uint32_t id) {
-  switch (id) {
-    case 0: return DType::F32;
-    case 1: return DType::F16;
-    case 2: return DType::Q4_0;
-    case 3: return DType::Q4_1;
-    case 8: return DType::Q8_0;
-    case 30: return DType::BF16;
-    default: return std::nullopt;
-  }
+  return 0;
 }
 
 constexpr size_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, 1-byte value
 constexpr size_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, one dim, type, offset
 constexpr uint64_t kDefaultAlignment = 32;
 
+// ggml's numbers for the tensor types tidal knows.
+constexpr std::pair<uint32_t, DType> kGgmlTypes[] = {
+    {0, DType::F32}, {1, DType::F16}, {2, DType::Q4_0}, {3, DType::Q4_1},
+    {8, DType::Q8_0}, {kGgmlTypeI8, DType::I8}, {30, DType::BF16},
+};
+
 }  // namespace
+
+std::optional<DType> dtype_from_ggml(uint32_t id) {
+  for (const auto& [ggml, dtype] : kGgmlTypes) {
+    if (ggml == id) return dtype;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> ggml_type_of(DType type) {
+  for (const auto& [ggml, dtype] : kGgmlTypes) {
+    if (dtype == type) return ggml;
+  }
+  return std::nullopt;
+}
 
 // Cursor over the mapped bytes. Every read is bounds-checked, so a truncated
 // or corrupt file ends in a kCorrupt error rather than a read past the map.
@@ -116,7 +122,7 @@ class GgufFile::Parser {
   }
 
   // Scalars of one family (unsigned / signed / float) share a variant member.
-  uint64_t read_unsigned(uint32_t type, const std::string& what) {
+  uint64_t read_unsigned(GgufType type, const std::string& what) {
     switch (type) {
       case kU8: return read<uint8_t>(what);
       case kU16: return read<uint16_t>(what);
@@ -124,7 +130,7 @@ class GgufFile::Parser {
       default: return read<uint64_t>(what);
     }
   }
-  int64_t read_signed(uint32_t type, const std::string& what) {
+  int64_t read_signed(GgufType type, const std::string& what) {
     switch (type) {
       case kI8: return read<int8_t>(what);
       case kI16: return read<int16_t>(what);
@@ -132,30 +138,39 @@ class GgufFile::Parser {
       default: return read<int64_t>(what);
     }
   }
-  double read_float(uint32_t type, const std::string& what) {
+  double read_float(GgufType type, const std::string& what) {
     return type == kF32 ? static_cast<double>(read<float>(what)) : read<double>(what);
   }
 
-  GgufValue read_value(uint32_t type, const std::string& key) {
+  // A value type as stored; any number outside the enum is a corrupt file.
+  GgufType read_type(const std::string& what) {
+    const uint32_t raw = read<uint32_t>(what);
+    if (raw > static_cast<uint32_t>(kF64)) fail(what + " is unknown value type " + std::to_string(raw));
+    return static_cast<GgufType>(raw);
+  }
+
+  // `element` receives an array's element type (else `type`).
+  GgufValue read_value(GgufType type, const std::string& key, GgufType& element) {
     const std::string what = "value of '" + key + "'";
+    element = type;
     switch (type) {
       case kU8: case kU16: case kU32: case kU64: return read_unsigned(type, what);
       case kI8: case kI16: case kI32: case kI64: return read_signed(type, what);
       case kF32: case kF64: return read_float(type, what);
       case kBool: return read<uint8_t>(what) != 0;
       case kString: return read_string(what);
-      case kArray: return read_array(key);
-      default: fail("metadata key '" + key + "' has unknown value type " + std::to_string(type));
+      case kArray: return read_array(key, element);
     }
+    fail("metadata key '" + key + "' has unknown value type");
   }
 
-  GgufValue read_array(const std::string& key) {
+  GgufValue read_array(const std::string& key, GgufType& element) {
     const std::string what = "array '" + key + "'";
-    const uint32_t elem = read<uint32_t>(what + " element type");
+    const GgufType elem = read_type(what + " element type");
+    element = elem;
     const uint64_t count = read<uint64_t>(what + " length");
     if (elem == kArray) unsupported("metadata key '" + key + "' is an array of arrays");
     const size_t min_bytes = min_value_bytes(elem);
-    if (min_bytes == 0) fail(what + " has unknown element type " + std::to_string(elem));
     if (count > remaining() / min_bytes) fail(what + " of " + std::to_string(count) + " elements exceeds the file");
     const size_t n = static_cast<size_t>(count);
     switch (elem) {
@@ -188,9 +203,11 @@ class GgufFile::Parser {
 
   void read_kv() {
     std::string key = read_string("metadata key");
-    const uint32_t type = read<uint32_t>("type of '" + key + "'");
-    GgufValue value = read_value(type, key);
+    const GgufType type = read_type("type of '" + key + "'");
+    GgufType element = type;
+    GgufValue value = read_value(type, key, element);
     if (!file_.metadata_.emplace(key, std::move(value)).second) fail("duplicate metadata key '" + key + "'");
+    file_.keys_.push_back({std::move(key), type, element});
   }
 
   // Reads one tensor descriptor; returns its data offset (placed later, once

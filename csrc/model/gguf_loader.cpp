@@ -3,6 +3,9 @@
 //
 // Q and K are used as stored: llama.cpp's converter already permuted them so
 // that RoPE rotates adjacent pairs (2i, 2i+1), which is what our rope op does.
+//
+// Files of tidal's integer variants (tidal.quant.type, see gguf.h) are read
+// natively too: each matrix's codes and scales are viewed in the mapping.
 #include <filesystem>
 #include <limits>
 
@@ -10,6 +13,7 @@
 #include "core/error.h"
 #include "model/gguf.h"
 #include "model/loader.h"
+#include "model/variant.h"
 
 namespace tidal {
 namespace {
@@ -21,7 +25,9 @@ struct GgufStorage final : WeightStorage {
 
 class LlamaReader {
  public:
-  LlamaReader(const GgufFile& file, const std::string& path) : file_(file), path_(path) {}
+  LlamaReader(const GgufFile& file, const std::string& path) : file_(file), path_(path), int_format_(int_format()) {}
+
+  bool is_int_variant() const { return int_format_.has_value(); }
 
   [[noreturn]] void fail(ErrorCode code, const std::string& what) const { throw Error(code, path_ + ": " + what); }
 
@@ -43,12 +49,15 @@ class LlamaReader {
   // ggml shape [ne0, ne1] is ne1 rows of ne0 contiguous elements.
   Weight matrix(const std::string& name, int64_t rows, int64_t cols) const {
     const GgufTensorInfo& t = tensor(name);
+    if (int_format_) return int_matrix(t, *int_format_, rows, cols);
+    reject_raw_bytes(t);
     check_shape(t, cols, rows);
     return Weight{t.type, rows, cols, t.data};
   }
 
   std::vector<float> norm(const std::string& name, int64_t n) const {
     const GgufTensorInfo& t = tensor(name);
+    reject_raw_bytes(t);
     check_shape(t, n, 1);
     std::vector<float> out(static_cast<size_t>(n));
     dequantize_row(t.type, t.data, out.data(), n);
@@ -61,6 +70,49 @@ class LlamaReader {
       fail(ErrorCode::kCorrupt, "metadata '" + key + "' = " + std::to_string(v) + " is out of range");
     }
     return static_cast<int>(v);
+  }
+
+  // The integer format named by tidal.quant.type; nullopt for ordinary files.
+  std::optional<DType> int_format() const {
+    if (!file_.has(kQuantTypeKey)) return std::nullopt;
+    const std::string name = file_.get_string(kQuantTypeKey);
+    const std::optional<VariantSpec> spec = parse_variant(name);
+    if (!spec || !dtype_is_int(spec->matrix_type)) {
+      fail(ErrorCode::kUnsupported, std::string(kQuantTypeKey) + " '" + name +
+                                        "' is not an integer format this build reads (int8, int4-g32, int4-g64, int4-g128)");
+    }
+    const int64_t align = file_.get_int(kQuantRowAlignKey, 0);
+    if (align != kIntRowAlign) {
+      fail(ErrorCode::kUnsupported, std::string(kQuantRowAlignKey) + " is " + std::to_string(align) +
+                                        " but this build pads integer rows to " + std::to_string(kIntRowAlign));
+    }
+    return spec->matrix_type;
+  }
+
+  // Codes [row bytes, rows] as ggml I8 plus F32 scales [scales per row, rows].
+  Weight int_matrix(const GgufTensorInfo& codes, DType type, int64_t rows, int64_t cols) const {
+    const std::string format(dtype_name(type));
+    if (codes.type != DType::I8) {
+      fail(ErrorCode::kCorrupt, "tensor '" + codes.name + "' is " + std::string(dtype_name(codes.type)) +
+                                    " but an " + format + " file stores every matrix as I8 codes");
+    }
+    check_shape(codes, static_cast<int64_t>(dtype_row_bytes(type, cols)), rows);
+    const GgufTensorInfo* scales = file_.find_tensor(codes.name + kScaleSuffix);
+    if (scales == nullptr) fail(ErrorCode::kCorrupt, format + " matrix '" + codes.name + "' has no scale tensor");
+    if (scales->type != DType::F32) {
+      fail(ErrorCode::kCorrupt, "scale tensor '" + scales->name + "' is " + std::string(dtype_name(scales->type)) +
+                                    ", not f32");
+    }
+    check_shape(*scales, dtype_scales_per_row(type, cols), rows);
+    return Weight{type, rows, cols, codes.data, reinterpret_cast<const float*>(scales->data)};
+  }
+
+  // ggml I8 tensors are bytes that only an integer variant gives a meaning.
+  void reject_raw_bytes(const GgufTensorInfo& t) const {
+    if (t.type == DType::I8) {
+      fail(ErrorCode::kUnsupported, "tensor '" + t.name + "' has ggml type I8, which tidal reads only for the matrices "
+                                    "of its integer variants (" + kQuantTypeKey + ")");
+    }
   }
 
   void check_shape(const GgufTensorInfo& t, int64_t ne0, int64_t ne1) const {
@@ -78,6 +130,7 @@ class LlamaReader {
 
   const GgufFile& file_;
   const std::string& path_;
+  std::optional<DType> int_format_;
 };
 
 ModelConfig read_config(const GgufFile& file, const LlamaReader& r, const std::string& path) {
@@ -149,7 +202,12 @@ Model load_gguf(const std::string& path, const LoadOptions& options) {
   model.lm_head = c.tied_embeddings ? model.token_embedding : r.matrix("output.weight", c.vocab_size, c.dim);
 
   model.storage.push_back(std::make_unique<GgufStorage>(std::move(file)));
-  if (options.dequantize_to_f32) convert_weights_to_f32(model);
+  if (options.dequantize_to_f32) {
+    // convert_weights_to_f32 reads the block formats only; derive_variant
+    // decodes every format and returns a model owning all its storage.
+    if (r.is_int_variant()) return derive_variant(model, *parse_variant("f32"));
+    convert_weights_to_f32(model);
+  }
   return model;
 }
 

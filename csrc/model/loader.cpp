@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/dequantize.h"
 #include "core/error.h"
+#include "model/quantize_matrix.h"
 
 namespace tidal {
 
@@ -57,9 +57,7 @@ void convert_weights_to_f32(Model& model) {
   auto convert = [&](Weight& w) {
     if (w.type == DType::F32) return;
     std::vector<float>& buf = storage->buffers.emplace_back(static_cast<size_t>(w.rows * w.cols));
-    for (int64_t r = 0; r < w.rows; ++r) {
-      dequantize_row(w.type, w.row(r), buf.data() + r * w.cols, w.cols);
-    }
+    for (int64_t r = 0; r < w.rows; ++r) dequantize_weight_row(w, r, buf.data() + r * w.cols);
     w = Weight{DType::F32, w.rows, w.cols, reinterpret_cast<const uint8_t*>(buf.data())};
   };
   const bool tied = model.lm_head.data == model.token_embedding.data;

@@ -21,13 +21,16 @@ ParallelExecutor::~ParallelExecutor() {
   }
 }
 
-size_t ParallelExecutor::kv_bytes_per_token() const { return max_kv_bytes_per_token(config_, parallel_); }
+size_t ParallelExecutor::kv_bytes_per_token(DType dtype) const {
+  return max_kv_bytes_per_token(config_, parallel_, dtype);
+}
 
-void ParallelExecutor::allocate_kv_cache(int num_blocks, int block_size) {
+void ParallelExecutor::allocate_kv_cache(int num_blocks, int block_size, DType dtype) {
   StepPlan plan;
   plan.kind = StepPlan::Kind::kAllocate;
   plan.num_blocks = num_blocks;
   plan.block_size = block_size;
+  plan.kv_dtype = dtype;
   block_size_ = block_size;
   issue(plan);
 }

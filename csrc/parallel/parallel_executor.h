@@ -27,8 +27,8 @@ class ParallelExecutor : public Executor {
                    FailureHandler on_failure);
   ~ParallelExecutor() override;  // stops the other ranks
 
-  size_t kv_bytes_per_token() const override;
-  void allocate_kv_cache(int num_blocks, int block_size) override;
+  size_t kv_bytes_per_token(DType dtype) const override;
+  void allocate_kv_cache(int num_blocks, int block_size, DType dtype) override;
   std::vector<float>& run(const SchedulerOutput& step) override;
 
  private:

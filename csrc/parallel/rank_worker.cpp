@@ -42,7 +42,7 @@ void RankWorker::execute(const StepPlan& plan, std::vector<float>* logits) {
     case StepPlan::Kind::kAllocate: {
       const ModelConfig& c = shard_.config;
       cache_ = std::make_unique<KvCache>(
-          KvCacheShape{c.n_layers, c.n_kv_heads, c.head_dim, plan.block_size, plan.num_blocks});
+          KvCacheShape{c.n_layers, c.n_kv_heads, c.head_dim, plan.block_size, plan.num_blocks, plan.kv_dtype});
       return;
     }
     case StepPlan::Kind::kStep:

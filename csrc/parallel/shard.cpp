@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
+#include "kv/kv_cache.h"
 
 namespace tidal {
 
@@ -11,30 +14,67 @@ namespace {
 
 class ShardBytes : public WeightStorage {
  public:
-  explicit ShardBytes(size_t n) : bytes(n) {}
+  ShardBytes(size_t n_bytes, size_t n_scales) : bytes(n_bytes), scales(n_scales) {}
   std::vector<uint8_t> bytes;
+  std::vector<float> scales;  // integer formats only
 };
 
-// Rows [begin, end) of w: a view, no copy.
+// Rows [begin, end) of w, with their scales: a view, no copy.
 Weight rows_of(const Weight& w, int64_t begin, int64_t end) {
   Weight v = w;
   v.rows = end - begin;
   v.data = w.row(begin);
+  if (w.scales != nullptr) v.scales = w.row_scales(begin);
   return v;
 }
 
+// Columns [begin, end) of row r of an integer-format w, re-padded as
+// quantize_matrix pads (code 128 or 8, scale 0 for groups past the end):
+// padding multiplies zero activations, but a shard should hold the same
+// bytes as a matrix quantized at its own width. The scales stay those of
+// the full row, so every kept element decodes to the same value.
+void copy_int_columns(const Weight& w, int64_t r, int64_t begin, int64_t end, uint8_t* dst, float* scales) {
+  const int64_t n = end - begin, padded = dtype_padded_cols(w.type, n);
+  const uint8_t* src = w.row(r);
+  if (w.type == DType::I8) {
+    std::memcpy(dst, src + begin, size_t(n));
+    std::memset(dst + n, 128, size_t(padded - n));
+    scales[0] = w.row_scales(r)[0];
+    return;
+  }
+  const int64_t g = dtype_group_size(w.type);
+  std::memcpy(dst, src + begin / 2, size_t(n + 1) / 2);  // begin is even: a whole group
+  if (n % 2 == 1) dst[n / 2] = static_cast<uint8_t>((dst[n / 2] & 0x0f) | 0x80);  // the next shard's element
+  std::memset(dst + (n + 1) / 2, 0x88, size_t(padded - n) / 2);
+  const int64_t kept = (n + g - 1) / g, total = padded / g;
+  std::memcpy(scales, w.row_scales(r) + begin / g, size_t(kept) * sizeof(float));
+  std::fill(scales + kept, scales + total, 0.0f);
+}
+
 // Columns [begin, end) of every row of w, copied into storage owned by
-// `model` (the caller checked that the bounds are whole blocks).
+// `model`. The block formats' bounds were checked to be whole blocks; an
+// int4 split must start on a group, since a group has one scale.
 Weight columns_of(const Weight& w, int64_t begin, int64_t end, Model& model) {
-  const size_t offset = dtype_row_bytes(w.type, begin);
-  const size_t row_bytes = dtype_row_bytes(w.type, end - begin);
-  auto storage = std::make_unique<ShardBytes>(row_bytes * size_t(w.rows));
-  for (int64_t r = 0; r < w.rows; ++r) {
-    std::memcpy(storage->bytes.data() + size_t(r) * row_bytes, w.row(r) + offset, row_bytes);
+  if (const int64_t g = dtype_group_size(w.type); g > 0 && begin % g != 0) {
+    throw Error(ErrorCode::kUnsupported, "cannot split " + std::string(dtype_name(w.type)) + " columns at " +
+                                             std::to_string(begin) + ": a tensor-parallel split must start on a group of " +
+                                             std::to_string(g) + " columns (choose another --tp or variant)");
   }
   Weight v = w;
   v.cols = end - begin;
+  const size_t row_bytes = v.row_bytes();
+  const int64_t scales_per_row = dtype_scales_per_row(w.type, v.cols);
+  auto storage = std::make_unique<ShardBytes>(row_bytes * size_t(w.rows), size_t(w.rows * scales_per_row));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    uint8_t* dst = storage->bytes.data() + size_t(r) * row_bytes;
+    if (dtype_is_int(w.type)) {
+      copy_int_columns(w, r, begin, end, dst, storage->scales.data() + r * scales_per_row);
+    } else {
+      std::memcpy(dst, w.row(r) + dtype_row_bytes(w.type, begin), row_bytes);
+    }
+  }
   v.data = storage->bytes.data();
+  v.scales = storage->scales.empty() ? nullptr : storage->scales.data();
   model.storage.push_back(std::move(storage));
   return v;
 }
@@ -95,13 +135,15 @@ Model shard_model(const Model& full, const ShardLayout& s) {
   return m;
 }
 
-size_t max_kv_bytes_per_token(const ModelConfig& c, const ParallelConfig& p) {
+size_t max_kv_bytes_per_token(const ModelConfig& c, const ParallelConfig& p, DType kv_dtype) {
   int most_layers = 0;
   for (int stage = 0; stage < p.pp; ++stage) {
     const ShardLayout s = shard_layout(c, p, stage * p.tp);
     most_layers = std::max(most_layers, s.layer_end - s.layer_begin);
   }
-  return size_t(2) * size_t(most_layers) * size_t(c.n_kv_heads / p.tp) * size_t(c.head_dim) * sizeof(float);
+  return KvCacheShape{.n_layers = most_layers, .n_kv_heads = c.n_kv_heads / p.tp, .head_dim = c.head_dim,
+                      .dtype = kv_dtype}
+      .bytes_per_token();
 }
 
 TensorParallel tensor_parallel(const ShardLayout& s, Communicator* tp_group) {

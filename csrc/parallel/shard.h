@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/llama_forward.h"
 #include "model/model.h"
 #include "parallel/parallel_config.h"
@@ -42,9 +43,9 @@ ShardLayout shard_layout(const ModelConfig& config, const ParallelConfig& parall
 // w_down are copied into storage the shard owns.
 Model shard_model(const Model& full, const ShardLayout& layout);
 
-// Bytes of K and V one token takes in the KV cache of the rank that holds
-// the most (every rank gets the same number of blocks).
-size_t max_kv_bytes_per_token(const ModelConfig& config, const ParallelConfig& parallel);
+// Bytes of K and V (elements of kv_dtype) one token takes in the KV cache of
+// the rank that holds the most (every rank gets the same number of blocks).
+size_t max_kv_bytes_per_token(const ModelConfig& config, const ParallelConfig& parallel, DType kv_dtype);
 
 // What LlamaForward needs to combine this shard's results with its peers'.
 TensorParallel tensor_parallel(const ShardLayout& layout, Communicator* tp_group);

@@ -68,6 +68,7 @@ std::vector<uint8_t> encode_plan(const StepPlan& plan) {
   w.value(uint8_t(plan.kind));
   w.value(int32_t(plan.num_blocks));
   w.value(int32_t(plan.block_size));
+  w.value(uint8_t(plan.kv_dtype));
   w.value(uint32_t(plan.copies.size()));
   for (const BlockCopy& c : plan.copies) {
     w.value(c.src);
@@ -94,6 +95,10 @@ StepPlan decode_plan(const std::vector<uint8_t>& bytes) {
   plan.kind = StepPlan::Kind(kind);
   plan.num_blocks = r.value<int32_t>();
   plan.block_size = r.value<int32_t>();
+  plan.kv_dtype = DType(r.value<uint8_t>());
+  if (plan.kv_dtype != DType::F32 && plan.kv_dtype != DType::F16) {
+    throw Error(ErrorCode::kCorrupt, "step plan: bad KV cache dtype");
+  }
   plan.copies.resize(r.count(2 * sizeof(int32_t)));
   for (BlockCopy& c : plan.copies) {
     c.src = r.value<int32_t>();

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "engine/model_runner.h"
 #include "scheduler/scheduler.h"
 
@@ -15,6 +16,7 @@ struct StepPlan {
   Kind kind = Kind::kStep;
   int num_blocks = 0;  // kAllocate: the KV pool every rank allocates
   int block_size = 0;
+  DType kv_dtype = DType::F32;  // kAllocate: the element type of that pool
   std::vector<BlockCopy> copies;         // kStep: copy-on-write, before the forward
   std::vector<FlatBatch> micro_batches;  // kStep: contiguous runs of the step's sequences
 };

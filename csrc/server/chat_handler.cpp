@@ -7,7 +7,7 @@ namespace tidal {
 
 void handle_chat_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   const ChatRequest req = parse_chat_request(parse_json_object(exchange->request().body()));
-  ctx.check_model(req.options.model);
+  ServedModel& model = ctx.resolve_model(req.options.model);
 
   GenerationPlan plan;
   plan.kind = ApiKind::kChat;
@@ -19,10 +19,10 @@ void handle_chat_completions(ServingContext& ctx, std::shared_ptr<Exchange> exch
   r.prompt = encode_chat_prompt(ctx, req.messages, req.add_generation_prompt);
   r.sampling = req.options.sampling;
   // Without a limit a chat reply may use the rest of the context (OpenAI, vLLM).
-  r.sampling.max_tokens = resolve_max_tokens(ctx, req.options.max_tokens, std::nullopt, r.prompt.size(), "messages");
+  r.sampling.max_tokens = resolve_max_tokens(model, req.options.max_tokens, std::nullopt, r.prompt.size(), "messages");
   plan.echo.emplace_back();
   plan.requests.push_back(std::move(r));
-  run_generation(ctx, std::move(exchange), std::move(plan));
+  run_generation(ctx, model, std::move(exchange), std::move(plan));
 }
 
 }  // namespace tidal

@@ -14,7 +14,7 @@ constexpr int64_t kDefaultMaxTokens = 16;
 
 void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   const CompletionRequest req = parse_completion_request(parse_json_object(exchange->request().body()));
-  ctx.check_model(req.options.model);
+  ServedModel& model = ctx.resolve_model(req.options.model);
 
   GenerationPlan plan;
   plan.kind = ApiKind::kCompletion;
@@ -32,13 +32,13 @@ void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange)
     }
     r.sampling = req.options.sampling;
     r.sampling.max_tokens =
-        resolve_max_tokens(ctx, req.options.max_tokens, kDefaultMaxTokens, r.prompt.size(), plan.prompt_param);
+        resolve_max_tokens(model, req.options.max_tokens, kDefaultMaxTokens, r.prompt.size(), plan.prompt_param);
     std::string echo;
     if (req.echo) echo = p.is_ids ? ctx.tokenizer.decode(p.ids) : p.text;
     plan.echo.push_back(std::move(echo));
     plan.requests.push_back(std::move(r));
   }
-  run_generation(ctx, std::move(exchange), std::move(plan));
+  run_generation(ctx, model, std::move(exchange), std::move(plan));
 }
 
 }  // namespace tidal

@@ -22,9 +22,9 @@ size_t utf8_chars(std::string_view s) {
 
 class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
  public:
-  GenerationJob(ServingContext& ctx, std::shared_ptr<Exchange> exchange, GenerationPlan plan)
-      : ctx_(ctx), exchange_(std::move(exchange)), executor_(exchange_->executor()), plan_(std::move(plan)),
-        builder_(plan_.kind, ctx.model_name(), plan_.logprobs, plan_.include_usage),
+  GenerationJob(ServingContext& ctx, ServedModel& model, std::shared_ptr<Exchange> exchange, GenerationPlan plan)
+      : ctx_(ctx), model_(model), exchange_(std::move(exchange)), executor_(exchange_->executor()),
+        plan_(std::move(plan)), builder_(plan_.kind, model.name(), plan_.logprobs, plan_.include_usage),
         n_(plan_.requests.empty() ? 1 : plan_.requests.front().sampling.n) {}
 
   void start();
@@ -53,6 +53,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void abort_all();
 
   ServingContext& ctx_;
+  ServedModel& model_;
   std::shared_ptr<Exchange> exchange_;
   boost::asio::any_io_executor executor_;
   GenerationPlan plan_;
@@ -77,7 +78,7 @@ void GenerationJob::start() {
     // Checked for all prompts before any is queued, so that a bad one in a
     // batch leaves nothing behind.
     try {
-      ctx_.engine.engine().validate(r);
+      model_.engine.engine().validate(r);
     } catch (const Error& e) {
       throw invalid_request(e.what(), plan_.prompt_param, "invalid_value");
     }
@@ -93,10 +94,10 @@ void GenerationJob::start() {
   request_done_.assign(prompts, false);
 
   for (size_t p = 0; p < prompts; ++p) {
-    const AsyncEngine::SubmitResult result = ctx_.engine.submit(std::move(plan_.requests[p]), make_sink(p));
+    const AsyncEngine::SubmitResult result = model_.engine.submit(std::move(plan_.requests[p]), make_sink(p));
     if (result == AsyncEngine::SubmitResult::kAccepted) continue;
     done_ = true;
-    for (size_t q = 0; q < p; ++q) ctx_.engine.abort(request_ids_[q]);
+    for (size_t q = 0; q < p; ++q) model_.engine.abort(request_ids_[q]);
     if (result == AsyncEngine::SubmitResult::kQueueFull) {
       throw ApiError(429, "The server is busy: too many requests are waiting. Please retry later.", "requests", "",
                      "rate_limit_exceeded");
@@ -128,7 +129,7 @@ AsyncEngine::Sink GenerationJob::make_sink(size_t prompt) {
 // On the engine thread, so that latencies do not include time in the HTTP
 // layer's queue.
 void GenerationJob::observe(Timing& timing, const RequestOutput& out) {
-  ServerMetrics& m = ctx_.metrics;
+  ServerMetrics& m = model_.metrics;
   const auto now = Clock::now();
   if (out.queue_seconds >= 0.0) m.request_queue_time.observe(out.queue_seconds);
   size_t tokens = 0;
@@ -224,14 +225,14 @@ void GenerationJob::complete() {
 
 void GenerationJob::abort_all() {
   for (size_t p = 0; p < request_ids_.size(); ++p)
-    if (!request_done_[p]) ctx_.engine.abort(request_ids_[p]);
+    if (!request_done_[p]) model_.engine.abort(request_ids_[p]);
 }
 
 }  // namespace
 
-int resolve_max_tokens(const ServingContext& ctx, std::optional<int64_t> requested, std::optional<int64_t> default_max,
+int resolve_max_tokens(const ServedModel& model, std::optional<int64_t> requested, std::optional<int64_t> default_max,
                        size_t prompt_len, const std::string& prompt_param) {
-  const int64_t context = ctx.max_model_len;
+  const int64_t context = model.max_model_len;
   const int64_t prompt = int64_t(prompt_len);
   const std::string limit = "This model's maximum context length is " + std::to_string(context) + " tokens. ";
   if (prompt >= context) {
@@ -257,8 +258,8 @@ int resolve_max_tokens(const ServingContext& ctx, std::optional<int64_t> request
   return int(*wanted);
 }
 
-void run_generation(ServingContext& ctx, std::shared_ptr<Exchange> exchange, GenerationPlan plan) {
-  std::make_shared<GenerationJob>(ctx, std::move(exchange), std::move(plan))->start();
+void run_generation(ServingContext& ctx, ServedModel& model, std::shared_ptr<Exchange> exchange, GenerationPlan plan) {
+  std::make_shared<GenerationJob>(ctx, model, std::move(exchange), std::move(plan))->start();
 }
 
 }  // namespace tidal

@@ -30,12 +30,13 @@ struct GenerationPlan {
 
 // max_tokens for a prompt of `prompt_len` tokens: the client's value, or
 // `default_max` (nullopt: the rest of the context). 400 when out of range or
-// when prompt plus completion exceed the context.
-int resolve_max_tokens(const ServingContext& ctx, std::optional<int64_t> requested, std::optional<int64_t> default_max,
+// when prompt plus completion exceed `model`'s context.
+int resolve_max_tokens(const ServedModel& model, std::optional<int64_t> requested, std::optional<int64_t> default_max,
                        size_t prompt_len, const std::string& prompt_param);
 
-// Must be called on the exchange's strand. Throws ApiError (400, 429, 503)
-// before anything was sent; afterwards it answers on its own.
-void run_generation(ServingContext& ctx, std::shared_ptr<Exchange> exchange, GenerationPlan plan);
+// Runs the plan on `model`'s engine. Must be called on the exchange's
+// strand. Throws ApiError (400, 429, 503) before anything was sent;
+// afterwards it answers on its own.
+void run_generation(ServingContext& ctx, ServedModel& model, std::shared_ptr<Exchange> exchange, GenerationPlan plan);
 
 }  // namespace tidal

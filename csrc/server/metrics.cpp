@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <span>
 
 namespace tidal {
 
@@ -56,7 +57,7 @@ void Histogram::observe(double value) {
   count_++;
 }
 
-void Histogram::render(std::string& out, std::string_view name, std::string_view help, std::string_view labels) const {
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
   std::vector<uint64_t> counts;
   double sum;
   uint64_t count;
@@ -66,7 +67,6 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
     sum = sum_;
     count = count_;
   }
-  header(out, name, help, "histogram");
   const std::string bucket_name = std::string(name) + "_bucket";
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {
@@ -82,56 +82,70 @@ ServerMetrics::ServerMetrics(std::string model_name)
     : time_to_first_token(kTtftBuckets), inter_token_latency(kItlBuckets), e2e_request_latency(kRequestBuckets),
       request_queue_time(kRequestBuckets), labels_("model_name=\"" + escape_label(model_name) + "\"") {}
 
-std::string ServerMetrics::render(const EngineStats& s) const {
+std::string render_metrics(const std::vector<EngineMetrics>& engines) {
   std::string out;
-  // Engine-state metrics come once per data-parallel replica, labelled
-  // engine="i" as vLLM v1 does, so sum() over the label gives the total.
-  const std::vector<EngineStats> single{s};
-  const std::vector<EngineStats>& engines = s.replicas.empty() ? single : s.replicas;
-  auto per_engine = [&](std::string_view name, std::string_view help, std::string_view type, auto value) {
+  // Engine-state metrics come once per data-parallel replica of each model,
+  // labelled engine="i" as vLLM v1 does, so sum() over the label gives the
+  // model's total.
+  auto per_replica = [&](std::string_view name, std::string_view help, std::string_view type, auto&& value) {
     header(out, name, help, type);
-    for (size_t i = 0; i < engines.size(); ++i) {
-      sample(out, name, labels_ + ",engine=\"" + std::to_string(i) + "\"", double(value(engines[i])));
+    for (const EngineMetrics& e : engines) {
+      const std::span<const EngineStats> replicas =
+          e.stats.replicas.empty() ? std::span<const EngineStats>(&e.stats, 1) : std::span(e.stats.replicas);
+      for (size_t i = 0; i < replicas.size(); ++i) {
+        sample(out, name, e.metrics.labels() + ",engine=\"" + std::to_string(i) + "\"", double(value(replicas[i])));
+      }
     }
   };
-  auto counter = [&](std::string_view name, std::string_view help, double v) {
-    header(out, name, help, "counter");
-    sample(out, name, labels_, v);
+  // Request-level metrics (and the pool's shape, the same on every replica)
+  // come once per model.
+  auto per_model = [&](std::string_view name, std::string_view help, std::string_view type, auto&& value) {
+    header(out, name, help, type);
+    for (const EngineMetrics& e : engines) sample(out, name, e.metrics.labels(), double(value(e)));
   };
-  per_engine("tidal:num_requests_running", "Number of requests in model execution batches.", "gauge",
-             [](const EngineStats& e) { return e.num_running; });
-  per_engine("tidal:num_requests_waiting", "Number of requests waiting to be processed.", "gauge",
-             [](const EngineStats& e) { return e.num_waiting; });
-  per_engine("tidal:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge",
-             [](const EngineStats& e) { return e.kv_usage; });
-  per_engine("tidal:kv_cache_used_blocks", "KV-cache blocks referenced by at least one sequence.", "gauge",
-             [](const EngineStats& e) { return e.num_used_blocks; });
-  per_engine("tidal:kv_cache_total_blocks", "KV-cache blocks in the pool.", "gauge",
-             [](const EngineStats& e) { return e.num_blocks; });
-  per_engine("tidal:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.",
-             "counter", [](const EngineStats& e) { return e.prefix.queries; });
-  per_engine("tidal:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", "counter",
-             [](const EngineStats& e) { return e.prefix.hits; });
-  per_engine("tidal:num_preemptions_total", "Cumulative number of preemptions from the engine.", "counter",
-             [](const EngineStats& e) { return e.num_preemptions; });
-  counter("tidal:prompt_tokens_total", "Number of prefill tokens processed.", double(prompt_tokens.load()));
-  counter("tidal:generation_tokens_total", "Number of generation tokens processed.",
-          double(generation_tokens.load()));
+  per_replica("tidal:num_requests_running", "Number of requests in model execution batches.", "gauge",
+              [](const EngineStats& s) { return s.num_running; });
+  per_replica("tidal:num_requests_waiting", "Number of requests waiting to be processed.", "gauge",
+              [](const EngineStats& s) { return s.num_waiting; });
+  per_replica("tidal:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", "gauge",
+              [](const EngineStats& s) { return s.kv_usage; });
+  per_replica("tidal:kv_cache_used_blocks", "KV-cache blocks referenced by at least one sequence.", "gauge",
+              [](const EngineStats& s) { return s.num_used_blocks; });
+  per_replica("tidal:kv_cache_total_blocks", "KV-cache blocks in the pool.", "gauge",
+              [](const EngineStats& s) { return s.num_blocks; });
+  per_model("tidal:kv_cache_bytes_per_token", "Bytes of K and V one token takes in the KV cache (per device).",
+            "gauge", [](const EngineMetrics& e) { return e.stats.kv_bytes_per_token; });
+  per_replica("tidal:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.",
+              "counter", [](const EngineStats& s) { return s.prefix.queries; });
+  per_replica("tidal:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", "counter",
+              [](const EngineStats& s) { return s.prefix.hits; });
+  per_replica("tidal:num_preemptions_total", "Cumulative number of preemptions from the engine.", "counter",
+              [](const EngineStats& s) { return s.num_preemptions; });
+  per_model("tidal:prompt_tokens_total", "Number of prefill tokens processed.", "counter",
+            [](const EngineMetrics& e) { return e.metrics.prompt_tokens.load(); });
+  per_model("tidal:generation_tokens_total", "Number of generation tokens processed.", "counter",
+            [](const EngineMetrics& e) { return e.metrics.generation_tokens.load(); });
 
   header(out, "tidal:request_success_total", "Count of finished requests by finish reason.", "counter");
-  for (FinishReason r : {FinishReason::kStop, FinishReason::kLength, FinishReason::kAbort}) {
-    sample(out, "tidal:request_success_total", labels_ + ",finished_reason=\"" + finish_reason_name(r) + "\"",
-           double(finished_[size_t(r)].load()));
+  for (const EngineMetrics& e : engines) {
+    for (FinishReason r : {FinishReason::kStop, FinishReason::kLength, FinishReason::kAbort}) {
+      sample(out, "tidal:request_success_total",
+             e.metrics.labels() + ",finished_reason=\"" + finish_reason_name(r) + "\"", double(e.metrics.finished(r)));
+    }
   }
 
-  time_to_first_token.render(out, "tidal:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
-                             labels_);
-  inter_token_latency.render(out, "tidal:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
-                             labels_);
-  e2e_request_latency.render(out, "tidal:e2e_request_latency_seconds",
-                             "Histogram of end to end request latency in seconds.", labels_);
-  request_queue_time.render(out, "tidal:request_queue_time_seconds",
-                            "Histogram of time spent in WAITING phase for request.", labels_);
+  auto histogram = [&](std::string_view name, std::string_view help, Histogram ServerMetrics::*member) {
+    header(out, name, help, "histogram");
+    for (const EngineMetrics& e : engines) (e.metrics.*member).render(out, name, e.metrics.labels());
+  };
+  histogram("tidal:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+            &ServerMetrics::time_to_first_token);
+  histogram("tidal:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+            &ServerMetrics::inter_token_latency);
+  histogram("tidal:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.",
+            &ServerMetrics::e2e_request_latency);
+  histogram("tidal:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
+            &ServerMetrics::request_queue_time);
   return out;
 }
 

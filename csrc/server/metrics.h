@@ -2,7 +2,9 @@
 // `tidal:` prefix) so that dashboards and benchmark tools written for vLLM
 // read them unchanged. Gauges and engine counters come from an EngineStats
 // snapshot at scrape time; latencies and token counts are observed per
-// request by the serving code, from any thread.
+// request by the serving code, from any thread. A server with several
+// engines (`--variants`) has one ServerMetrics per engine, labelled with
+// the name that engine is served under.
 #pragma once
 
 #include <array>
@@ -22,8 +24,9 @@ class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);
   void observe(double value);
-  // Appends the _bucket/_sum/_count lines; `labels` is `k="v"` text (no braces).
-  void render(std::string& out, std::string_view name, std::string_view help, std::string_view labels) const;
+  // Appends the _bucket/_sum/_count lines (not the family's HELP/TYPE
+  // header); `labels` is `k="v"` text (no braces).
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
 
  private:
   std::vector<double> bounds_;
@@ -45,11 +48,26 @@ class ServerMetrics {
   std::atomic<uint64_t> generation_tokens{0};
   void count_finished(FinishReason reason) { finished_[size_t(reason)]++; }
 
-  std::string render(const EngineStats& stats) const;
+  // The label set of every sample of this engine: model_name="...".
+  const std::string& labels() const { return labels_; }
+  uint64_t finished(FinishReason reason) const { return finished_[size_t(reason)].load(); }
 
  private:
-  std::string labels_;  // model_name="..."
+  std::string labels_;
   std::array<std::atomic<uint64_t>, 3> finished_{};  // by FinishReason
 };
+
+// One engine's part of a scrape: its request-level metrics and a snapshot
+// of its engine's stats.
+struct EngineMetrics {
+  const ServerMetrics& metrics;
+  EngineStats stats;
+};
+
+// The /metrics text for every engine: each metric family's HELP and TYPE
+// once (Prometheus rejects a family whose header repeats), then each
+// engine's samples, labelled with its model_name; engine-state families
+// also with engine="i", one sample per data-parallel replica.
+std::string render_metrics(const std::vector<EngineMetrics>& engines);
 
 }  // namespace tidal

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "core/error.h"
 #include "server/auth.h"
@@ -25,29 +26,40 @@ struct Route {
 void health(ServingContext&, std::shared_ptr<Exchange> exchange) { exchange->reply(200, "", "text/plain"); }
 
 void metrics(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
-  exchange->reply(200, ctx.metrics.render(ctx.engine.stats()), "text/plain; version=0.0.4; charset=utf-8");
+  std::vector<EngineMetrics> engines;
+  for (const ServedModel& model : ctx.models) engines.push_back({model.metrics, model.engine.stats()});
+  exchange->reply(200, render_metrics(engines), "text/plain; version=0.0.4; charset=utf-8");
 }
 
-nlohmann::json model_card(const ServingContext& ctx, const std::string& name) {
+// Every served name gets a card; a variant's names its base as parent.
+nlohmann::json model_card(const ServingContext& ctx, const ServedModel& model, const std::string& name) {
+  const std::string& base = ctx.base().name();
   return {{"id", name},
           {"object", "model"},
           {"created", ctx.created},
           {"owned_by", "tidal"},
-          {"root", ctx.model_name()},
-          {"parent", nullptr},
-          {"max_model_len", ctx.max_model_len}};
+          {"root", base},
+          {"parent", model.is_variant ? nlohmann::json(base) : nlohmann::json(nullptr)},
+          {"max_model_len", model.max_model_len}};
 }
 
 void list_models(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   nlohmann::json data = nlohmann::json::array();
-  for (const std::string& name : ctx.model_names) data.push_back(model_card(ctx, name));
+  for (const ServedModel& model : ctx.models) {
+    for (const std::string& name : model.names) data.push_back(model_card(ctx, model, name));
+  }
   exchange->reply(200, json_text({{"object", "list"}, {"data", std::move(data)}}));
+}
+
+void list_variants(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  exchange->reply(200, ctx.variant_catalog);
 }
 
 const Route kRoutes[] = {
     {"/v1/completions", http::verb::post, handle_completions},
     {"/v1/chat/completions", http::verb::post, handle_chat_completions},
     {"/v1/models", http::verb::get, list_models},
+    {"/v1/variants", http::verb::get, list_variants},
     {"/tokenize", http::verb::post, handle_tokenize},
     {"/detokenize", http::verb::post, handle_detokenize},
     {"/health", http::verb::get, health},
@@ -90,8 +102,7 @@ void OpenAiRouter::dispatch(const std::shared_ptr<Exchange>& exchange, const std
       return exchange->reply_error(ApiError(405, "Method not allowed.", "invalid_request_error"), {{"Allow", "GET"}});
     }
     const std::string id = path.substr(kModelPrefix.size());
-    ctx_.check_model(id);
-    return exchange->reply(200, json_text(model_card(ctx_, id)));
+    return exchange->reply(200, json_text(model_card(ctx_, ctx_.resolve_model(id), id)));
   }
   for (const Route& route : kRoutes) {
     if (path != route.path) continue;

@@ -1,8 +1,8 @@
-// What every endpoint handler needs: the engine, the tokenizer, the names
-// the model is served under, its chat template and the metrics.
+// What every endpoint handler needs: the models being served (each with its
+// engine and metrics), the tokenizer and chat template they share, and the
+// variant catalog.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,24 +14,34 @@
 
 namespace tidal {
 
-struct ServingContext {
+// One engine the server routes requests to: the base model, or one variant
+// of it (`tidal serve --variants`).
+struct ServedModel {
+  std::vector<std::string> names;  // what requests may name it by; responses report the first
   AsyncEngine& engine;
-  const Tokenizer& tokenizer;
   ServerMetrics& metrics;
-  std::vector<std::string> model_names;  // responses report the first
-  std::string chat_template;             // GGUF template source; empty: the built-in plain format
   int max_model_len = 0;
-  int64_t created = 0;                   // server start, unix seconds
+  bool is_variant = false;         // derived from the base (its model card names the base as parent)
 
-  const std::string& model_name() const { return model_names.front(); }
+  const std::string& name() const { return names.front(); }
+};
 
-  // A request may leave `model` out (vLLM allows it); naming another model is a 404.
-  void check_model(const std::string& requested) const {
-    if (requested.empty()) return;
-    if (std::find(model_names.begin(), model_names.end(), requested) == model_names.end()) {
-      throw model_not_found(requested);
-    }
-  }
+struct ServingContext {
+  // Shared by every model: variants re-encode the weights, never the
+  // vocabulary. Tokenizers are immutable after loading (per-call scratch
+  // only), so HTTP threads and engine threads use this one concurrently.
+  const Tokenizer& tokenizer;
+  std::vector<ServedModel> models;  // the base first, then its variants
+  std::string chat_template;        // GGUF template source; empty: the built-in plain format
+  int64_t created = 0;              // server start, unix seconds
+  std::string variant_catalog;      // the GET /v1/variants body, fixed at start-up
+
+  const ServedModel& base() const { return models.front(); }
+
+  // The model a request names. A request may leave `model` out (vLLM
+  // allows it): that is the base. Naming a model not served is a 404
+  // (ApiError model_not_found).
+  ServedModel& resolve_model(const std::string& requested);
 };
 
 }  // namespace tidal

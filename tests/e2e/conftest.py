@@ -115,15 +115,20 @@ def start_server(model_args, *extra, name=STORIES):
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    # Read from the descriptor the selector watches: a buffered readline()
+    # could swallow the URL line together with an earlier one, and the
+    # selector would then wait for data that already arrived.
+    out = b""
     while url is None and time.monotonic() < deadline:
         if not sel.select(timeout=0.5):
             if proc.poll() is not None:
                 break
             continue
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
             break
-        m = re.search(r"(http://\S+)", line)
+        out += chunk
+        m = re.search(r"(http://\S+)\n", out.decode(errors="replace"))
         if m:
             url = m.group(1)
     sel.close()

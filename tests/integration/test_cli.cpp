@@ -1,6 +1,7 @@
 // The `tidal` program as a user runs it: JSON output of `generate`, and a
 // one-line error with exit code 2 for every input mistake.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -20,7 +21,8 @@ struct RunResult {
 };
 
 RunResult run_tidal(const std::string& args) {
-  const std::string err_file = testing::TempDir() + "tidal_cli_stderr.txt";
+  // One file per test process: ctest runs these tests concurrently.
+  const std::string err_file = testing::TempDir() + "tidal_cli_stderr_" + std::to_string(getpid()) + ".txt";
   const std::string cmd = std::string(TIDAL_BIN_DIR) + "/tidal " + args + " 2>" + err_file;
   FILE* pipe = popen(cmd.c_str(), "r");
   EXPECT_NE(pipe, nullptr);
@@ -93,6 +95,35 @@ TEST(Cli, CorruptModelFiles) {
   }
   expect_one_line_error(run_tidal("generate --model " + dir + "half.bin --tokenizer " +
                                   data_path("stories260K/tok512.model") + " --prompt hi"));
+}
+
+TEST(Cli, UnknownKvCacheDtypeIsAOneLineError) {
+  for (const std::string command : {"generate --prompt hi", "bench-offline", "serve"}) {
+    const RunResult r = run_tidal(command + " " + stories_args() + " --kv-cache-dtype bogus");
+    expect_one_line_error(r);
+    EXPECT_NE(r.err.find("--kv-cache-dtype"), std::string::npos) << r.err;
+  }
+}
+
+// The value of `key=` in generate's --stats line.
+long long stat_value(const std::string& stats, const std::string& key) {
+  const size_t at = stats.find(" " + key + "=");
+  EXPECT_NE(at, std::string::npos) << key << " missing from " << stats;
+  return at == std::string::npos ? -1 : std::stoll(stats.substr(at + key.size() + 2));
+}
+
+TEST(Cli, F16KvCacheHalvesBytesPerTokenAndDoublesTheTokensInGenerateStats) {
+  const std::string args = "generate " + stories_args() + " --prompt 'Once upon a time' --max-tokens 8 --temperature 0 "
+                           "--kv-cache-mb 1 --stats";
+  const RunResult f32 = run_tidal(args);
+  const RunResult f16 = run_tidal(args + " --kv-cache-dtype f16");
+  ASSERT_EQ(f32.exit_code, 0) << f32.err;
+  ASSERT_EQ(f16.exit_code, 0) << f16.err;
+  EXPECT_NE(f32.err.find("kv_dtype=f32"), std::string::npos) << f32.err;
+  EXPECT_NE(f16.err.find("kv_dtype=f16"), std::string::npos) << f16.err;
+  EXPECT_EQ(stat_value(f16.err, "kv_bytes_per_token") * 2, stat_value(f32.err, "kv_bytes_per_token"));
+  EXPECT_EQ(stat_value(f16.err, "kv_blocks"), 2 * stat_value(f32.err, "kv_blocks"));
+  EXPECT_EQ(stat_value(f16.err, "kv_tokens"), 2 * stat_value(f32.err, "kv_tokens"));
 }
 
 }  // namespace

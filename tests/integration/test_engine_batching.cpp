@@ -44,20 +44,29 @@ void expect_no_leak(const LLMEngine& engine) {
   EXPECT_EQ(engine.stats().num_used_blocks, 0);
 }
 
-TEST(EngineBatching, BatchEqualsOneAtATime) {
+EngineConfig with_kv_dtype(EngineConfig config, DType kv_dtype) {
+  config.kv_cache_dtype = kv_dtype;
+  return config;
+}
+
+// The three batch-invariance properties below hold for either KV cache
+// dtype: F16 changes what the cache holds, never how a token's attention
+// is reduced.
+void expect_batch_equals_one_at_a_time(DType kv_dtype) {
   TestModel m = load_stories();
+  const EngineConfig config = with_kv_dtype(small_engine_config(), kv_dtype);
   const auto rs = greedy_requests(*m.tokenizer, 96);
-  const auto alone = one_at_a_time(m, small_engine_config(), rs);
-  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  const auto alone = one_at_a_time(m, config, rs);
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, config);
   expect_same_tokens(run_all(engine, rs), alone);
   expect_no_leak(engine);
 }
 
-TEST(EngineBatching, ChunkedPrefillEqualsWholePrefill) {
+void expect_chunked_prefill_equals_whole_prefill(DType kv_dtype) {
   TestModel m = load_stories();
   const auto rs = greedy_requests(*m.tokenizer, 40);
-  EngineConfig whole = small_engine_config();
-  EngineConfig chunked = small_engine_config();
+  EngineConfig whole = with_kv_dtype(small_engine_config(), kv_dtype);
+  EngineConfig chunked = whole;
   chunked.scheduler.max_num_batched_tokens = 7;  // prompts are split into many chunks
   LLMEngine a(*m.model, *m.tokenizer, *m.backend, whole);
   LLMEngine b(*m.model, *m.tokenizer, *m.backend, chunked);
@@ -65,17 +74,29 @@ TEST(EngineBatching, ChunkedPrefillEqualsWholePrefill) {
   expect_no_leak(b);
 }
 
-TEST(EngineBatching, PreemptionByRecomputeGivesIdenticalTokens) {
+void expect_preemption_gives_identical_tokens(DType kv_dtype) {
   TestModel m = load_stories();
   const auto rs = greedy_requests(*m.tokenizer, 120);
-  LLMEngine roomy(*m.model, *m.tokenizer, *m.backend, small_engine_config(512));
+  LLMEngine roomy(*m.model, *m.tokenizer, *m.backend, with_kv_dtype(small_engine_config(512), kv_dtype));
   // 8 sequences of up to ~140 tokens need ~80 blocks; 16 blocks force
   // repeated preemption while still fitting any single sequence.
-  EngineConfig tiny = small_engine_config(16);
-  LLMEngine cramped(*m.model, *m.tokenizer, *m.backend, tiny);
+  LLMEngine cramped(*m.model, *m.tokenizer, *m.backend, with_kv_dtype(small_engine_config(16), kv_dtype));
   expect_same_tokens(run_all(cramped, rs), run_all(roomy, rs));
   EXPECT_GT(cramped.stats().num_preemptions, 0u);
   expect_no_leak(cramped);
+}
+
+TEST(EngineBatching, BatchEqualsOneAtATime) { expect_batch_equals_one_at_a_time(DType::F32); }
+TEST(EngineBatching, BatchEqualsOneAtATimeF16Kv) { expect_batch_equals_one_at_a_time(DType::F16); }
+TEST(EngineBatching, ChunkedPrefillEqualsWholePrefill) { expect_chunked_prefill_equals_whole_prefill(DType::F32); }
+TEST(EngineBatching, ChunkedPrefillEqualsWholePrefillF16Kv) {
+  expect_chunked_prefill_equals_whole_prefill(DType::F16);
+}
+TEST(EngineBatching, PreemptionByRecomputeGivesIdenticalTokens) {
+  expect_preemption_gives_identical_tokens(DType::F32);
+}
+TEST(EngineBatching, PreemptionByRecomputeGivesIdenticalTokensF16Kv) {
+  expect_preemption_gives_identical_tokens(DType::F16);
 }
 
 TEST(EngineBatching, PrefixCachingOnOffIdenticalAndHits) {
@@ -178,6 +199,30 @@ TEST(EngineBatching, AbortFreesBlocksAtOnce) {
   }
   EXPECT_FALSE(engine.abort_request("x0").has_value());
   expect_no_leak(engine);
+}
+
+// The same kv_cache_bytes holds twice the blocks with F16 K/V.
+TEST(EngineBatching, F16KvPoolHoldsTwiceTheBlocksInTheSameMemory) {
+  TestModel m = load_stories();
+  const ModelConfig& c = m.model->config;
+  EngineConfig config = small_engine_config(0);  // sized from kv_cache_bytes
+  const size_t f32_token_bytes =
+      KvCacheShape{.n_layers = c.n_layers, .n_kv_heads = c.n_kv_heads, .head_dim = c.head_dim}.bytes_per_token();
+  config.kv_cache_bytes = 100 * f32_token_bytes * size_t(config.block_size);  // far below the pool's cap
+  LLMEngine f32(*m.model, *m.tokenizer, *m.backend, config);
+  LLMEngine f16(*m.model, *m.tokenizer, *m.backend, with_kv_dtype(config, DType::F16));
+  EXPECT_EQ(f32.stats().kv_cache_dtype, DType::F32);
+  EXPECT_EQ(f16.stats().kv_cache_dtype, DType::F16);
+  EXPECT_EQ(f32.stats().kv_bytes_per_token, f32_token_bytes);
+  EXPECT_EQ(f16.stats().kv_bytes_per_token * 2, f32_token_bytes);
+  EXPECT_EQ(f32.stats().num_blocks, 100);
+  EXPECT_EQ(f16.stats().num_blocks, 200);
+}
+
+TEST(EngineBatching, RejectsKvCacheDtypesOtherThanF32AndF16) {
+  TestModel m = load_stories();
+  EXPECT_THROW(LLMEngine(*m.model, *m.tokenizer, *m.backend, with_kv_dtype(small_engine_config(), DType::BF16)),
+               Error);
 }
 
 TEST(EngineBatching, RejectsInvalidRequests) {

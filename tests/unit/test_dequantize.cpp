@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dequantize.h"
@@ -246,6 +247,28 @@ TEST(Quantize, RejectsPartialBlocks) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
   }
   EXPECT_THROW(dequantize_row(DType::Q8_0, q.data(), x.data(), 33), Error);
+}
+
+// The integer formats' scales live beside the matrix, out of reach of a
+// row's bytes: the row functions refuse them and name the function that can.
+TEST(Quantize, IntegerFormatsNeedTheirScales) {
+  std::vector<float> x(64);
+  std::vector<uint8_t> q(64);
+  for (DType type : {DType::I8, DType::I4_G32, DType::I4_G64, DType::I4_G128}) {
+    for (bool decode : {true, false}) {
+      try {
+        if (decode) {
+          dequantize_row(type, q.data(), x.data(), 64);
+        } else {
+          quantize_row(type, x.data(), q.data(), 64);
+        }
+        FAIL() << dtype_name(type) << " accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("dequantize_weight_row"), std::string::npos) << e.what();
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -90,7 +90,9 @@ uint32_t ggml_type_id(DType t) {
     case DType::Q4_1: return 3;
     case DType::Q8_0: return 8;
     case DType::BF16: return 30;
+    default: break;  // tidal's integer formats are not ggml types
   }
+  ADD_FAILURE() << "no ggml type for " << dtype_name(t);
   return 0;
 }
 

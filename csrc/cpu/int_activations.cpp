@@ -1,0 +1,204 @@
+#include "cpu/int_activations.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace tidal::cpu {
+
+namespace {
+
+constexpr float kCodeMax = 127.0f;
+
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+#if defined(TIDAL_CPU_AVX512)
+
+// x[k .. k+16), zeros past cols.
+__m512 load_x(const float* x, int64_t k, int64_t cols) {
+  if (k + 16 <= cols) return _mm512_loadu_ps(x + k);
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (cols - k)) - 1), x + k);
+}
+
+float absmax(const float* x, int64_t cols) {
+  __m512 m = _mm512_setzero_ps();
+  for (int64_t k = 0; k < cols; k += 16) m = _mm512_max_ps(m, _mm512_abs_ps(load_x(x, k, cols)));
+  return _mm512_reduce_max_ps(m);
+}
+
+// The codes of x[k .. k+16): round(x / divisor), ties away from zero (there
+// is no such rounding mode: truncate, then step away from zero when the
+// exact remainder is at least one half), clamped to +-127.
+__m512i codes_of(const float* x, int64_t k, int64_t cols, __m512 divisor) {
+  if (k >= cols) return _mm512_setzero_si512();
+  const __m512 v = _mm512_div_ps(load_x(x, k, cols), divisor);
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __mmask16 away = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512 unit = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+  const __m512 r = _mm512_mask_add_ps(t, away, t, unit);
+  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-kCodeMax)), _mm512_set1_ps(kCodeMax)));
+}
+
+int32_t write_i8(const float* x, int64_t cols, int64_t padded, __m512 divisor, int8_t* codes) {
+  __m512i sum = _mm512_setzero_si512();
+  for (int64_t k = 0; k < padded; k += 16) {
+    const __m512i q = codes_of(x, k, cols, divisor);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k), _mm512_cvtepi32_epi8(q));
+    sum = _mm512_add_epi32(sum, q);
+  }
+  return _mm512_reduce_add_epi32(sum);
+}
+
+void write_i4(const float* x, int64_t cols, int64_t padded, __m512 divisor, int8_t* codes, int32_t* neg_corrections) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i eight = _mm512_set1_epi8(8);
+  for (int64_t c = 0; c * kI4Chunk < padded; ++c) {
+    const int64_t first = c * kI4Chunk, n = std::min(kI4Chunk, padded - first);
+    int8_t* lo = codes + first;
+    int8_t* hi = lo + kI4Chunk / 2;
+    for (int64_t h = 0; h < n / 32; ++h) {
+      const __m512i a = codes_of(x, first + 32 * h, cols, divisor), b = codes_of(x, first + 32 * h + 16, cols, divisor);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + 16 * h), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, even, b)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(hi + 16 * h), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, odd, b)));
+    }
+    if (n < kI4Chunk) {  // half a chunk: the kernel reads whole halves
+      std::memset(lo + n / 2, 0, size_t(kI4Chunk - n) / 2);
+      std::memset(hi + n / 2, 0, size_t(kI4Chunk - n) / 2);
+    }
+    // Lane j of a dpbusd sums bytes 4j..4j+3 of both halves, as the kernel's does.
+    __m512i lane_sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, _mm512_loadu_si512(lo));
+    lane_sums = _mm512_dpbusd_epi32(lane_sums, eight, _mm512_loadu_si512(hi));
+    _mm512_storeu_si512(neg_corrections + 16 * c, _mm512_sub_epi32(_mm512_setzero_si512(), lane_sums));
+  }
+}
+
+#elif defined(TIDAL_CPU_AVX2)
+
+__m256 load_x(const float* x, int64_t k, int64_t cols) {
+  if (k + 8 <= cols) return _mm256_loadu_ps(x + k);
+  return _mm256_maskload_ps(x + k, tail_mask8(cols - k));
+}
+
+float absmax(const float* x, int64_t cols) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps();
+  for (int64_t k = 0; k < cols; k += 8) m = _mm256_max_ps(m, _mm256_and_ps(load_x(x, k, cols), magnitude));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+// As the AVX-512 codes_of, 8 at a time.
+__m256i codes_of(const float* x, int64_t k, int64_t cols, __m256 divisor) {
+  if (k >= cols) return _mm256_setzero_si256();
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 v = _mm256_div_ps(load_x(x, k, cols), divisor);
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m256 unit = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+  const __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, unit));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-kCodeMax)), _mm256_set1_ps(kCodeMax)));
+}
+
+// The 32 codes of x[k .. k+32) as bytes in element order. The packs work
+// within 128-bit halves, so the dwords come out as 0,2,4,6 | 1,3,5,7 of
+// the element order and one permute puts them back.
+__m256i byte_codes(const float* x, int64_t k, int64_t cols, __m256 divisor) {
+  const __m256i q01 = _mm256_packs_epi32(codes_of(x, k, cols, divisor), codes_of(x, k + 8, cols, divisor));
+  const __m256i q23 = _mm256_packs_epi32(codes_of(x, k + 16, cols, divisor), codes_of(x, k + 24, cols, divisor));
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q01, q23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+int32_t write_i8(const float* x, int64_t cols, int64_t padded, __m256 divisor, int8_t* codes) {
+  for (int64_t k = 0; k < padded; k += 32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + k), byte_codes(x, k, cols, divisor));
+  }
+  return 0;  // the AVX2 kernel multiplies signed weights: no offset to correct
+}
+
+void write_i4(const float* x, int64_t cols, int64_t padded, __m256 divisor, int8_t* codes, int32_t* neg_corrections) {
+  // Within each 128-bit half: even bytes to the low 8, odd bytes to the high 8.
+  const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,  //
+                                         0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m256i eight = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+  for (int64_t c = 0; c * kI4Chunk < padded; ++c) {
+    int8_t* lo = codes + c * kI4Chunk;
+    int8_t* hi = lo + kI4Chunk / 2;
+    for (int64_t h = 0; h < 2; ++h) {
+      const __m256i bytes = _mm256_shuffle_epi8(byte_codes(x, c * kI4Chunk + 32 * h, cols, divisor), split);
+      const __m256i halves = _mm256_permute4x64_epi64(bytes, _MM_SHUFFLE(3, 1, 2, 0));  // evens | odds
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo + 16 * h), _mm256_castsi256_si128(halves));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(hi + 16 * h), _mm256_extracti128_si256(halves, 1));
+    }
+    const __m256i pairs =
+        _mm256_add_epi16(_mm256_maddubs_epi16(eight, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
+                         _mm256_maddubs_epi16(eight, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi))));
+    const __m256i lane_sums = _mm256_madd_epi16(pairs, ones);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(neg_corrections + 8 * c),
+                        _mm256_sub_epi32(_mm256_setzero_si256(), lane_sums));
+  }
+}
+
+#else  // TIDAL_CPU_SCALAR
+
+float absmax(const float* x, int64_t cols) {
+  float m = 0.0f;
+  for (int64_t k = 0; k < cols; ++k) m = std::max(m, std::fabs(x[k]));
+  return m;
+}
+
+// Every format in element order; the scalar kernels need nothing else.
+void write_codes(const float* x, int64_t cols, int64_t padded, float divisor, int8_t* codes) {
+  for (int64_t k = 0; k < cols; ++k) codes[k] = static_cast<int8_t>(std::clamp(std::round(x[k] / divisor), -kCodeMax, kCodeMax));
+  std::fill(codes + cols, codes + padded, int8_t(0));
+}
+
+#endif
+
+}  // namespace
+
+ActivationLayout activation_layout(DType weight_type, int64_t cols) {
+  ActivationLayout l;
+  const size_t padded = size_t(dtype_padded_cols(weight_type, cols));
+  l.code_bytes = padded;
+#if !defined(TIDAL_CPU_SCALAR)
+  if (dtype_group_size(weight_type) > 0) {
+    l.code_bytes = round_up(padded, size_t(kI4Chunk));
+    l.correction_bytes = l.code_bytes / 8 * sizeof(int32_t);  // one lane per 8 codes
+  }
+#endif
+  l.stride = round_up(l.code_bytes + l.correction_bytes + sizeof(float) + sizeof(int32_t), 64);
+  return l;
+}
+
+void quantize_activations(DType weight_type, const ActivationLayout& layout, const float* x, int64_t cols, int64_t t0,
+                          int64_t t1, uint8_t* buffer) {
+  const int64_t padded = dtype_padded_cols(weight_type, cols);
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xt = x + t * cols;
+    uint8_t* dst = buffer + size_t(t) * layout.stride;
+    auto* codes = reinterpret_cast<int8_t*>(dst);
+    const float scale = absmax(xt, cols) / kCodeMax;
+    // An all-zero row divides by 1 instead of 0, which gives its codes of 0.
+    const float divisor = scale != 0.0f ? scale : 1.0f;
+    int32_t sum = 0;
+#if defined(TIDAL_CPU_SCALAR)
+    write_codes(xt, cols, padded, divisor, codes);
+#else
+#if defined(TIDAL_CPU_AVX512)
+    const __m512 d = _mm512_set1_ps(divisor);
+#else
+    const __m256 d = _mm256_set1_ps(divisor);
+#endif
+    if (weight_type == DType::I8) {
+      sum = write_i8(xt, cols, padded, d, codes);
+    } else {
+      write_i4(xt, cols, padded, d, codes, reinterpret_cast<int32_t*>(dst + layout.code_bytes));
+    }
+#endif
+    std::memcpy(dst + layout.code_bytes + layout.correction_bytes, &scale, sizeof(scale));
+    std::memcpy(dst + layout.code_bytes + layout.correction_bytes + sizeof(float), &sum, sizeof(sum));
+  }
+}
+
+}  // namespace tidal::cpu

@@ -1,0 +1,78 @@
+// Activations quantized for the integer matmul kernels (W8A8 for I8
+// weights, W4A8 for I4_G*): each token's row is scaled by
+// scale = max|x| / 127 and rounded to int8, q = round(x / scale) with ties
+// away from zero, clamped to +-127 (the weight quantizer's rule; an
+// all-zero row gets scale 0 and codes 0). Rows are zero-padded to the
+// weight's padded length, so the kernels never see a ragged vector.
+//
+// The codes are laid out the way the kernels of this build read them:
+//   - I8, and every format in the scalar build: element k at byte k.
+//   - I4 in the SIMD builds: chunks of kI4Chunk elements (the last may be
+//     half a chunk, zero-filled to a whole one). Within chunk c, byte i of
+//     the first half is element 2i of the chunk and byte i of the second
+//     half element 2i+1: the even and odd elements, which line up with the
+//     low and high nibbles of the packed weight bytes (element 2i of a row
+//     is the low nibble of byte i), so the kernels split a load of weight
+//     bytes into two nibble vectors and never interleave them.
+// Next to the codes each token keeps what the kernels would otherwise
+// recompute for every row: for I8 on AVX-512, the sum of its codes (the
+// kernel's offset correction; 0 in other builds, whose kernels need none)
+// and, for I4 in the SIMD builds, -8 times the sum of each 32-bit lane's 8
+// codes (the offset correction of every lane).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "cpu/simd.h"
+
+namespace tidal::cpu {
+
+#if defined(TIDAL_CPU_AVX512)
+constexpr int64_t kI4Chunk = 128;  // one 64-byte load of packed weights
+#elif defined(TIDAL_CPU_AVX2)
+constexpr int64_t kI4Chunk = 64;  // one 32-byte load of packed weights
+#endif
+
+// Where each part of a token's quantized row sits: tokens are `stride`
+// bytes apart (a multiple of 64, so every token starts a cache line), and
+// within a token come the codes, the lane corrections, the scale and the
+// code sum.
+struct ActivationLayout {
+  size_t code_bytes = 0;
+  size_t correction_bytes = 0;  // 0 unless I4 in a SIMD build
+  size_t stride = 0;
+};
+
+ActivationLayout activation_layout(DType weight_type, int64_t cols);
+
+// Quantizes tokens [t0, t1) of x (rows of `cols` floats) into their places
+// in `buffer` (which holds stride bytes per token, 64-byte aligned).
+void quantize_activations(DType weight_type, const ActivationLayout& layout, const float* x, int64_t cols, int64_t t0,
+                          int64_t t1, uint8_t* buffer);
+
+// The kernels' read-only view of a quantized batch.
+struct QuantizedActivations {
+  ActivationLayout layout;
+  const uint8_t* data = nullptr;
+
+  const uint8_t* token(int64_t t) const { return data + size_t(t) * layout.stride; }
+  const int8_t* codes(int64_t t) const { return reinterpret_cast<const int8_t*>(token(t)); }
+  const int32_t* neg_corrections(int64_t t) const {
+    return reinterpret_cast<const int32_t*>(token(t) + layout.code_bytes);
+  }
+  float scale(int64_t t) const {
+    float s;
+    std::memcpy(&s, token(t) + layout.code_bytes + layout.correction_bytes, sizeof(s));
+    return s;
+  }
+  int32_t sum(int64_t t) const {
+    int32_t s;
+    std::memcpy(&s, token(t) + layout.code_bytes + layout.correction_bytes + sizeof(float), sizeof(s));
+    return s;
+  }
+};
+
+}  // namespace tidal::cpu
