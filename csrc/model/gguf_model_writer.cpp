@@ -52,7 +52,9 @@ void set_storage_keys(GgufWriter& w, const Model& model, const VariantProvenance
     w.remove("general.file_type");
   }
   // ggml's quantization version only concerns its block formats.
-  if (storage != "q8_0" && storage != "q4_0" && storage != "q4_1" && storage != "mixed") {
+  const bool has_ggml_blocks = storage.find("q8_0") != std::string::npos ||
+                               storage.find("q4_0") != std::string::npos || storage.find("q4_1") != std::string::npos;
+  if (!has_ggml_blocks) {
     w.remove("general.quantization_version");
   }
   for (const char* key : {kQuantTypeKey, kQuantRowAlignKey, kVariantKey, kVariantBaseKey, kVariantDerivationKey}) {
@@ -97,7 +99,8 @@ void add_matrix(GgufWriter& w, const std::string& name, const Weight& m) {
 
 void write_model_gguf(const Model& model, const GgufFile* source, const VariantProvenance& provenance,
                       const std::string& path) {
-  if (describe_storage(model) == "mixed" && has_int_matrix(model)) {
+  // describe_storage joins distinct types with '+'.
+  if (describe_storage(model).find('+') != std::string::npos && has_int_matrix(model)) {
     throw Error(ErrorCode::kInvalidArgument, path + ": integer-format matrices must all have one type to be written");
   }
   GgufWriter w;

@@ -1,5 +1,6 @@
 #include "model/variant.h"
 
+#include <algorithm>
 #include <array>
 
 #include "core/error.h"
@@ -63,14 +64,15 @@ std::vector<VariantSpec> parse_variant_list(std::string_view list) {
 }
 
 std::string describe_storage(const Model& model) {
-  std::string kind;
-  bool mixed = false;
+  // Distinct types in first-seen order: "q4_1+q8_0" says more than "mixed".
+  std::vector<std::string> kinds;
   for_each_matrix(model, [&](const Weight& w) {
     const std::string name(dtype_name(w.type));
-    if (kind.empty()) kind = name;
-    mixed = mixed || kind != name;
+    if (std::find(kinds.begin(), kinds.end(), name) == kinds.end()) kinds.push_back(name);
   });
-  return mixed ? "mixed" : kind;
+  std::string out;
+  for (const std::string& k : kinds) out += (out.empty() ? "" : "+") + k;
+  return out;
 }
 
 size_t model_weight_bytes(const Model& model) {

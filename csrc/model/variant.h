@@ -24,8 +24,9 @@ std::optional<VariantSpec> parse_variant(std::string_view name);
 // (kInvalidArgument) naming the bad entry and the accepted names.
 std::vector<VariantSpec> parse_variant_list(std::string_view list);
 
-// What a model's matrices are stored as, e.g. "q4_1" or "int8"; "mixed"
-// when they differ (llama2.c files are "f32").
+// What a model's matrices are stored as, e.g. "q4_1" or "int8"; the
+// distinct types joined by "+" when they differ, e.g. "q4_1+q8_0"
+// (llama2.c files are "f32").
 std::string describe_storage(const Model& model);
 
 // Bytes the model's matrices (values and scales) and norm vectors occupy in
