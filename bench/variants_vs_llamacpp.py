@@ -23,6 +23,7 @@ It needs the llama-cpp-python binding (import llama_cpp) and a built tidal
    prompt; variants through --variant when bench-offline has it, otherwise
    through variant files written by `tidal quantize`.
 5. Prints a table and the ratios tidal int8 / llama.cpp Q8_0, tidal
+   int8-g32 / llama.cpp Q8_0 (the same grouping of scales), tidal
    int4-g128 / llama.cpp Q4_0 and tidal int8 / tidal f32.
 
 Timings on a shared machine are noisy; compare runs from one invocation.
@@ -43,7 +44,7 @@ CHECK_PROMPT = "The capital of France is"
 PROMPT_TOKENS = 16
 GEN_TOKENS = 128
 REPEATS = 3
-TIDAL_VARIANTS = ["f32", "f16", "int8", "int4-g128"]
+TIDAL_VARIANTS = ["f32", "f16", "int8", "int8-g32", "int4-g128"]
 
 
 def parse_args():
@@ -208,6 +209,7 @@ def main():
     rate = {(e, n): r for e, n, _, r in rows}
     print()
     for label, a, b in [("tidal int8 / llama.cpp Q8_0", ("tidal", "int8"), ("llama.cpp", "Q8_0")),
+                        ("tidal int8-g32 / llama.cpp Q8_0", ("tidal", "int8-g32"), ("llama.cpp", "Q8_0")),
                         ("tidal int4-g128 / llama.cpp Q4_0", ("tidal", "int4-g128"), ("llama.cpp", "Q4_0")),
                         ("tidal int8 / tidal f32", ("tidal", "int8"), ("tidal", "f32"))]:
         print(f"{label:<34} {rate[a] / rate[b]:.2f}x")

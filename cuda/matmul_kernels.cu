@@ -258,6 +258,7 @@ void matmul_rows(const Weight& w, const float* x, int n_tokens, float* y, cudaSt
     case DType::Q4_0: launch_rows<DType::Q4_0>(w, x, n_tokens, y, stream); break;
     case DType::Q4_1: launch_rows<DType::Q4_1>(w, x, n_tokens, y, stream); break;
     case DType::I8:
+    case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128:

@@ -145,8 +145,8 @@ void register_bench_offline_command(CLI::App& app) {
   cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per sequence")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--gen-len", o->gen_len, "generated tokens per sequence")->check(CLI::Range(2, 1 << 16));
   cmd->add_option("--variant", o->variant,
-                  "derive this variant from the loaded weights first: f32, f16, bf16, int8, int4-g32, int4-g64, "
-                  "int4-g128 (% GEMM stays relative to the F32 rate, so integer variants may pass 100%)")
+                  "derive this variant from the loaded weights first: f32, f16, bf16, int8, int8-g32, int4-g32, "
+                  "int4-g64, int4-g128 (% GEMM stays relative to the F32 rate, so integer variants may pass 100%)")
       ->check([](const std::string& name) {
         return parse_variant(name) ? std::string() : "unknown variant '" + name + "'";
       });

@@ -134,6 +134,7 @@ void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n) {
         }
       }
       return;    case DType::I8:
+    case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128: reject_integer_format("dequantize_row", type);
@@ -205,6 +206,7 @@ void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n) {
         store_nibbles(codes, dst + 4);
       }
       return;    case DType::I8:
+    case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128: reject_integer_format("quantize_row", type);

@@ -20,7 +20,7 @@ uint16_t fp32_to_bf16(float f);
 
 // Converts `n` elements stored in `type` (dtype_row_bytes(type, n) bytes at
 // `src`) to floats. `n` must be a multiple of the type's block size. The
-// integer formats (I8, I4_G*) throw kInvalidArgument in both directions:
+// integer formats (I8, I8_G32, I4_G*) throw kInvalidArgument in both directions:
 // their scales live in Weight::scales (model/quantize_matrix.h handles them).
 void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n);
 

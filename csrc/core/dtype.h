@@ -15,6 +15,12 @@ enum class DType : uint8_t {
   // Per-output-channel symmetric int8: each row holds round(w / s) + 128 as
   // uint8 (offset binary), one float scale per row in Weight::scales.
   I8,
+  // Group-wise symmetric int8: each row holds round(w / s) + 128 as uint8
+  // like I8, with one float scale per group of 32 consecutive elements:
+  // Weight::scales is [rows][groups]. Its activations are quantized per
+  // block of 32 too, which keeps outlier channels from coarsening a whole
+  // token (cpu/int_activations.h).
+  I8_G32,
   // Group-wise symmetric int4: each row holds round(w / s) + 8 in [1, 15],
   // two per byte (element 2i in the low nibble of byte i), one float scale
   // per group of G consecutive elements: Weight::scales is [rows][groups].
@@ -27,12 +33,14 @@ enum class DType : uint8_t {
 constexpr int64_t kIntRowAlign = 64;
 
 constexpr bool dtype_is_int(DType t) {
-  return t == DType::I8 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128;
+  return t == DType::I8 || t == DType::I8_G32 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128;
 }
 
-// Elements per scale group of an int4 format (0 for every other type).
+// Elements per scale group of a group-wise integer format (I8_G32, I4_G*);
+// 0 for every other type, I8 included (one scale per row).
 constexpr int dtype_group_size(DType t) {
   switch (t) {
+    case DType::I8_G32:
     case DType::I4_G32: return 32;
     case DType::I4_G64: return 64;
     case DType::I4_G128: return 128;
@@ -47,12 +55,15 @@ constexpr int64_t dtype_padded_cols(DType t, int64_t n) {
   return (n + unit - 1) / unit * unit;
 }
 
-// Scales per row: 1 for I8, padded cols / G for the int4 formats, 0 otherwise.
+// Scales per row: 1 for I8, padded cols / G for the group-wise formats, 0 otherwise.
 constexpr int64_t dtype_scales_per_row(DType t, int64_t n) {
   if (t == DType::I8) return 1;
   if (dtype_group_size(t) > 0) return dtype_padded_cols(t, n) / dtype_group_size(t);
   return 0;
 }
+
+// Whether a format stores 4-bit codes, two per byte.
+constexpr bool dtype_is_int4(DType t) { return t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128; }
 
 // Number of elements per block (1 for plain types).
 constexpr int dtype_block_elems(DType t) {
@@ -73,7 +84,8 @@ constexpr int dtype_block_bytes(DType t) {
     case DType::Q8_0: return 2 + 32;      // f16 scale d, 32 x int8
     case DType::Q4_0: return 2 + 16;      // f16 scale d, 32 x 4-bit (q-8)
     case DType::Q4_1: return 2 + 2 + 16;  // f16 scale d, f16 min m, 32 x 4-bit
-    case DType::I8: return 1;
+    case DType::I8:
+    case DType::I8_G32: return 1;
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128: return 0;  // half a byte: see dtype_row_bytes
@@ -84,8 +96,8 @@ constexpr int dtype_block_bytes(DType t) {
 // Bytes taken by a row of `n` elements; `n` must be a multiple of the block size.
 // For the integer formats, any `n`: the row is padded (dtype_padded_cols).
 constexpr size_t dtype_row_bytes(DType t, int64_t n) {
-  if (t == DType::I8) return static_cast<size_t>(dtype_padded_cols(t, n));
-  if (dtype_group_size(t) > 0) return static_cast<size_t>(dtype_padded_cols(t, n) / 2);
+  if (t == DType::I8 || t == DType::I8_G32) return static_cast<size_t>(dtype_padded_cols(t, n));
+  if (dtype_is_int4(t)) return static_cast<size_t>(dtype_padded_cols(t, n) / 2);
   return static_cast<size_t>(n / dtype_block_elems(t)) * static_cast<size_t>(dtype_block_bytes(t));
 }
 
@@ -98,6 +110,7 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::Q4_0: return "q4_0";
     case DType::Q4_1: return "q4_1";
     case DType::I8: return "int8";
+    case DType::I8_G32: return "int8-g32";
     case DType::I4_G32: return "int4-g32";
     case DType::I4_G64: return "int4-g64";
     case DType::I4_G128: return "int4-g128";

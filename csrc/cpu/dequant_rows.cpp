@@ -75,6 +75,14 @@ void decode_i8_row(const uint8_t* codes, float scale, float* dst, int64_t n) {
   for (int64_t k = 0; k < n; k += kLanes) store_decoded(dst, k, n, mul(s, sub(widen_codes(load_codes(codes + k)), offset)));
 }
 
+// As decode_i8_row with a scale per group of 32: kLanes codes never straddle a group.
+void decode_i8_g32_row(const uint8_t* codes, const float* scales, float* dst, int64_t n) {
+  const V offset = splat(128.0f);
+  for (int64_t k = 0; k < n; k += kLanes) {
+    store_decoded(dst, k, n, mul(splat(scales[k / 32]), sub(widen_codes(load_codes(codes + k)), offset)));
+  }
+}
+
 // Element 2i is the low nibble of byte i: interleaving the low and high
 // nibbles of kLanes / 2 bytes gives kLanes codes in element order, all in
 // one group (groups are multiples of 32 elements).
@@ -107,6 +115,7 @@ void dequantize_rows(const Weight& w, int64_t first, int64_t n, float* dst, int6
       case DType::Q4_0: decode_row<DecodeQ4_0>(src, out, w.cols); break;
       case DType::Q4_1: decode_row<DecodeQ4_1>(src, out, w.cols); break;
       case DType::I8: decode_i8_row(src, w.row_scales(first + i)[0], out, w.cols); break;
+      case DType::I8_G32: decode_i8_g32_row(src, w.row_scales(first + i), out, w.cols); break;
       case DType::I4_G32:
       case DType::I4_G64:
       case DType::I4_G128:

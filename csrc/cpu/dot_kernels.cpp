@@ -281,6 +281,7 @@ void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const
     case DType::Q4_0: dot_block_decoded<DecodeQ4_0>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
     case DType::Q4_1: dot_block_decoded<DecodeQ4_1>(w, first_row, n_rows, x, x_stride, n_tokens, y, y_stride); break;
     case DType::I8:
+    case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128:

@@ -48,6 +48,23 @@ int32_t write_i8(const float* x, int64_t cols, int64_t padded, __m512 divisor, i
   return _mm512_reduce_add_epi32(sum);
 }
 
+// The 32 codes of x[k .. k+32) at codes[k ..).
+void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t* codes) {
+  const __m512 d = _mm512_set1_ps(divisor);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k), _mm512_cvtepi32_epi8(codes_of(x, k, cols, d)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k + 16), _mm512_cvtepi32_epi8(codes_of(x, k + 16, cols, d)));
+}
+
+// -128 times the sum of each 4 codes: what the I8_G32 kernel's dpbusd lanes
+// start from, so that the offset of its unsigned weight codes cancels.
+void write_i8_lane_corrections(const int8_t* codes, int64_t padded, int32_t* neg_corrections) {
+  const __m512i offset = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t k = 0; k < padded; k += 64) {
+    const __m512i lane_sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, _mm512_loadu_si512(codes + k));
+    _mm512_storeu_si512(neg_corrections + k / 4, _mm512_sub_epi32(_mm512_setzero_si512(), lane_sums));
+  }
+}
+
 void write_i4(const float* x, int64_t cols, int64_t padded, __m512 divisor, int8_t* codes, int32_t* neg_corrections) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -109,6 +126,10 @@ __m256i byte_codes(const float* x, int64_t k, int64_t cols, __m256 divisor) {
   return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q01, q23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t* codes) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + k), byte_codes(x, k, cols, _mm256_set1_ps(divisor)));
+}
+
 int32_t write_i8(const float* x, int64_t cols, int64_t padded, __m256 divisor, int8_t* codes) {
   for (int64_t k = 0; k < padded; k += 32) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + k), byte_codes(x, k, cols, divisor));
@@ -153,7 +174,24 @@ void write_codes(const float* x, int64_t cols, int64_t padded, float divisor, in
   std::fill(codes + cols, codes + padded, int8_t(0));
 }
 
+void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t* codes) {
+  const int64_t n = std::clamp<int64_t>(cols - k, 0, kActivationBlock);
+  write_codes(x + k, n, kActivationBlock, divisor, codes + k);
+}
+
 #endif
+
+// I8_G32: each block of kActivationBlock elements quantized with its own
+// scale, as quantize_activations does a whole token. Blocks wholly in the
+// padding get scale 0 and codes 0.
+void write_blocks(const float* x, int64_t cols, int64_t padded, int8_t* codes, float* block_scales) {
+  for (int64_t k = 0; k < padded; k += kActivationBlock) {
+    const int64_t n = std::clamp<int64_t>(cols - k, 0, kActivationBlock);
+    const float scale = n > 0 ? absmax(x + k, n) / kCodeMax : 0.0f;
+    block_scales[k / kActivationBlock] = scale;
+    write_block(x, k, cols, scale != 0.0f ? scale : 1.0f, codes);
+  }
+}
 
 }  // namespace
 
@@ -162,11 +200,19 @@ ActivationLayout activation_layout(DType weight_type, int64_t cols) {
   const size_t padded = size_t(dtype_padded_cols(weight_type, cols));
   l.code_bytes = padded;
 #if !defined(TIDAL_CPU_SCALAR)
-  if (dtype_group_size(weight_type) > 0) {
+  if (dtype_is_int4(weight_type)) {
     l.code_bytes = round_up(padded, size_t(kI4Chunk));
     l.correction_bytes = l.code_bytes / 8 * sizeof(int32_t);  // one lane per 8 codes
   }
 #endif
+  if (weight_type == DType::I8_G32) {
+#if defined(TIDAL_CPU_AVX512)
+    l.correction_bytes = padded / 4 * sizeof(int32_t);  // one lane per 4 codes
+#endif
+    l.block_scale_bytes = padded / size_t(kActivationBlock) * sizeof(float);
+    l.stride = round_up(l.code_bytes + l.correction_bytes + l.block_scale_bytes, 64);
+    return l;
+  }
   l.stride = round_up(l.code_bytes + l.correction_bytes + sizeof(float) + sizeof(int32_t), 64);
   return l;
 }
@@ -178,6 +224,13 @@ void quantize_activations(DType weight_type, const ActivationLayout& layout, con
     const float* xt = x + t * cols;
     uint8_t* dst = buffer + size_t(t) * layout.stride;
     auto* codes = reinterpret_cast<int8_t*>(dst);
+    if (weight_type == DType::I8_G32) {
+      write_blocks(xt, cols, padded, codes, reinterpret_cast<float*>(dst + layout.code_bytes + layout.correction_bytes));
+#if defined(TIDAL_CPU_AVX512)
+      write_i8_lane_corrections(codes, padded, reinterpret_cast<int32_t*>(dst + layout.code_bytes));
+#endif
+      continue;
+    }
     const float scale = absmax(xt, cols) / kCodeMax;
     // An all-zero row divides by 1 instead of 0, which gives its codes of 0.
     const float divisor = scale != 0.0f ? scale : 1.0f;

@@ -1,12 +1,15 @@
-// Activations quantized for the integer matmul kernels (W8A8 for I8
-// weights, W4A8 for I4_G*): each token's row is scaled by
+// Activations quantized for the integer matmul kernels (W8A8 for I8 and
+// I8_G32 weights, W4A8 for I4_G*): each token's row is scaled by
 // scale = max|x| / 127 and rounded to int8, q = round(x / scale) with ties
 // away from zero, clamped to +-127 (the weight quantizer's rule; an
 // all-zero row gets scale 0 and codes 0). Rows are zero-padded to the
 // weight's padded length, so the kernels never see a ragged vector.
+// For I8_G32 the same rule applies to each block of kActivationBlock
+// elements with its own scale instead of the whole row: one outlier
+// channel then coarsens only its block, not the token.
 //
 // The codes are laid out the way the kernels of this build read them:
-//   - I8, and every format in the scalar build: element k at byte k.
+//   - I8, I8_G32, and every format in the scalar build: element k at byte k.
 //   - I4 in the SIMD builds: chunks of kI4Chunk elements (the last may be
 //     half a chunk, zero-filled to a whole one). Within chunk c, byte i of
 //     the first half is element 2i of the chunk and byte i of the second
@@ -18,7 +21,10 @@
 // recompute for every row: for I8 on AVX-512, the sum of its codes (the
 // kernel's offset correction; 0 in other builds, whose kernels need none)
 // and, for I4 in the SIMD builds, -8 times the sum of each 32-bit lane's 8
-// codes (the offset correction of every lane).
+// codes (the offset correction of every lane). I8_G32 keeps its block
+// scales instead of a token scale and sum, and on AVX-512 -128 times the
+// sum of each 32-bit lane's 4 codes (the lane's offset correction: its
+// kernel, like I8's, multiplies the unsigned weight codes).
 #pragma once
 
 #include <cstddef>
@@ -36,13 +42,18 @@ constexpr int64_t kI4Chunk = 128;  // one 64-byte load of packed weights
 constexpr int64_t kI4Chunk = 64;  // one 32-byte load of packed weights
 #endif
 
+// Elements per scale of I8_G32 activations: the weights' group, so a
+// group's integer dot product has one weight and one activation scale.
+constexpr int64_t kActivationBlock = 32;
+
 // Where each part of a token's quantized row sits: tokens are `stride`
 // bytes apart (a multiple of 64, so every token starts a cache line), and
-// within a token come the codes, the lane corrections, the scale and the
-// code sum.
+// within a token come the codes, the lane corrections, the block scales,
+// the scale and the code sum (the last two for the per-token formats only).
 struct ActivationLayout {
   size_t code_bytes = 0;
-  size_t correction_bytes = 0;  // 0 unless I4 in a SIMD build
+  size_t correction_bytes = 0;   // 0 unless I4 in a SIMD build or I8_G32 on AVX-512
+  size_t block_scale_bytes = 0;  // 0 unless I8_G32
   size_t stride = 0;
 };
 
@@ -63,15 +74,23 @@ struct QuantizedActivations {
   const int32_t* neg_corrections(int64_t t) const {
     return reinterpret_cast<const int32_t*>(token(t) + layout.code_bytes);
   }
+  const float* block_scales(int64_t t) const {
+    return reinterpret_cast<const float*>(token(t) + layout.code_bytes + layout.correction_bytes);
+  }
   float scale(int64_t t) const {
     float s;
-    std::memcpy(&s, token(t) + layout.code_bytes + layout.correction_bytes, sizeof(s));
+    std::memcpy(&s, token_scale_at(t), sizeof(s));
     return s;
   }
   int32_t sum(int64_t t) const {
     int32_t s;
-    std::memcpy(&s, token(t) + layout.code_bytes + layout.correction_bytes + sizeof(float), sizeof(s));
+    std::memcpy(&s, token_scale_at(t) + sizeof(float), sizeof(s));
     return s;
+  }
+
+ private:
+  const uint8_t* token_scale_at(int64_t t) const {
+    return token(t) + layout.code_bytes + layout.correction_bytes + layout.block_scale_bytes;
   }
 };
 

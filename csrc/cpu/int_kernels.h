@@ -1,8 +1,10 @@
-// Integer matmul kernels: weights in I8 (W8A8) or I4_G* (W4A8) times
-// activations quantized per token (cpu/int_activations.h).
+// Integer matmul kernels: weights in I8 or I8_G32 (W8A8) or I4_G* (W4A8)
+// times activations quantized per token, or per block of 32 for I8_G32
+// (cpu/int_activations.h).
 //
-//   I8:   y = scale_x * scale_w[row] * float(sum_k q_w[k] * q_x[k])
-//   I4_G: y = scale_x * sum over groups g of scale_w[g] * float(sum_{k in g} q_w[k] * q_x[k])
+//   I8:     y = scale_x * scale_w[row] * float(sum_k q_w[k] * q_x[k])
+//   I4_G:   y = scale_x * sum over groups g of scale_w[g] * float(sum_{k in g} q_w[k] * q_x[k])
+//   I8_G32: y = sum over groups g of (scale_w[g] * scale_x[g]) * float(sum_{k in g} q_w[k] * q_x[k])
 //
 // The integer sums are exact, so their order is free. What is rounded is
 // fixed per (row, token), whatever tile, batch or thread computes it:
@@ -12,7 +14,10 @@
 //     lane's exact partial dot product (8 consecutive elements, all in one
 //     group) by its group's scale; the lanes are then added as the halving
 //     tree of cpu/lane_sums.h, and the sum multiplied by scale_x;
-//   - I4 (scalar): one fused multiply-add per group, in group order.
+//   - I4 (scalar): one fused multiply-add per group, in group order;
+//   - I8_G32: as I4, with the rounded product scale_w[g] * scale_x[g] in
+//     place of scale_w[g] and no final multiply (W = 16 lanes of 4
+//     elements on AVX-512, 8 lanes of 4 on AVX2, whose chunk is one group).
 // So results are batch invariant; different ISAs round differently.
 #pragma once
 
@@ -39,5 +44,15 @@ void int8_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const Qua
                    int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
 void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
                    int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
+void int8_g32_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
+                       int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
+
+// The kernel above that multiplies weights of `type` (an integer format).
+using IntDotRows = decltype(&int8_dot_rows);
+inline IntDotRows int_dot_rows_for(DType type) {
+  if (type == DType::I8) return int8_dot_rows;
+  if (type == DType::I8_G32) return int8_g32_dot_rows;
+  return int4_dot_rows;
+}
 
 }  // namespace tidal::cpu

@@ -66,7 +66,7 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
 // tokens stream every row once, more sweep cache-sized panels of rows.
 void int_matmul_range(const Weight& w, const QuantizedActivations& xq, int64_t n_rows_total, int64_t r0, int64_t r1,
                       int64_t t0, int64_t t1, float* y) {
-  const auto dot_rows = w.type == DType::I8 ? int8_dot_rows : int4_dot_rows;
+  const IntDotRows dot_rows = int_dot_rows_for(w.type);
   float* yt = y + t0 * n_rows_total;
   if (t1 - t0 <= kTokenUnit) {
     dot_rows(w, r0, r1 - r0, xq, t0, t1 - t0, yt + r0, n_rows_total, RowOrder::kStream);

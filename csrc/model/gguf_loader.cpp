@@ -79,7 +79,7 @@ class LlamaReader {
     const std::optional<VariantSpec> spec = parse_variant(name);
     if (!spec || !dtype_is_int(spec->matrix_type)) {
       fail(ErrorCode::kUnsupported, std::string(kQuantTypeKey) + " '" + name +
-                                        "' is not an integer format this build reads (int8, int4-g32, int4-g64, int4-g128)");
+                                        "' is not an integer format this build reads (int8, int8-g32, int4-g32, int4-g64, int4-g128)");
     }
     const int64_t align = file_.get_int(kQuantRowAlignKey, 0);
     if (align != kIntRowAlign) {

@@ -34,6 +34,15 @@ void quantize_int_row(DType to, const float* src, int64_t cols, uint8_t* dst, fl
     return;
   }
   const int64_t g = dtype_group_size(to);
+  if (to == DType::I8_G32) {
+    std::fill(dst, dst + padded, static_cast<uint8_t>(kI8Offset));
+    for (int64_t k = 0; k * g < padded; ++k) {
+      const int64_t begin = k * g;
+      const int64_t n = std::clamp<int64_t>(cols - begin, 0, g);
+      scales[k] = n > 0 ? quantize_symmetric(src + begin, n, 127, kI8Offset, dst + begin) : 0.0f;
+    }
+    return;
+  }
   std::vector<uint8_t> codes(static_cast<size_t>(padded), static_cast<uint8_t>(kI4Offset));
   for (int64_t k = 0; k * g < padded; ++k) {
     const int64_t begin = k * g;
@@ -59,6 +68,10 @@ void dequantize_weight_row(const Weight& w, int64_t r, float* dst) {
     return;
   }
   const int64_t g = dtype_group_size(w.type);
+  if (w.type == DType::I8_G32) {
+    for (int64_t i = 0; i < w.cols; ++i) dst[i] = s[i / g] * static_cast<float>(int(q[i]) - kI8Offset);
+    return;
+  }
   for (int64_t i = 0; i < w.cols; ++i) {
     const int code = (i % 2 == 0) ? (q[i / 2] & 0x0f) : (q[i / 2] >> 4);
     dst[i] = s[i / g] * static_cast<float>(code - kI4Offset);
@@ -68,7 +81,7 @@ void dequantize_weight_row(const Weight& w, int64_t r, float* dst) {
 std::unique_ptr<OwnedMatrix> quantize_matrix(const Weight& src, DType to) {
   if (to == DType::Q8_0 || to == DType::Q4_0 || to == DType::Q4_1) {
     throw Error(ErrorCode::kUnsupported,
-                "cannot derive " + std::string(dtype_name(to)) + ": variants are f32, f16, bf16, int8 or int4-g*");
+                "cannot derive " + std::string(dtype_name(to)) + ": variants are f32, f16, bf16, int8, int8-g32 or int4-g*");
   }
   auto out = std::make_unique<OwnedMatrix>();
   Weight& v = out->view;

@@ -10,11 +10,12 @@ namespace tidal {
 
 namespace {
 
-constexpr std::array<VariantSpec, 7> kVariants = {{
+constexpr std::array<VariantSpec, 8> kVariants = {{
     {"f32", DType::F32},
     {"f16", DType::F16},
     {"bf16", DType::BF16},
     {"int8", DType::I8},
+    {"int8-g32", DType::I8_G32},
     {"int4-g32", DType::I4_G32},
     {"int4-g64", DType::I4_G64},
     {"int4-g128", DType::I4_G128},
@@ -106,6 +107,8 @@ std::string derivation_text(const VariantSpec& spec, const std::string& base_sto
     case DType::F16: return "f16 (round to nearest even)" + from;
     case DType::BF16: return "bf16 (round to nearest even)" + from;
     case DType::I8: return "int8 per-output-channel symmetric (scale max|w|/127 per row), int8 activations per token" + from;
+    case DType::I8_G32:
+      return "int8 group-32 symmetric (scale max|w|/127 per 32 weights), int8 activations per block of 32" + from;
     default:
       return "int4 group-" + std::to_string(dtype_group_size(spec.matrix_type)) +
              " symmetric (scale max|w|/7 per group), int8 activations per token" + from;

@@ -14,7 +14,7 @@
 namespace tidal {
 
 struct VariantSpec {
-  std::string name;  // "f32", "f16", "bf16", "int8", "int4-g32", "int4-g64", "int4-g128"
+  std::string name;  // "f32", "f16", "bf16", "int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128"
   DType matrix_type = DType::F32;
 };
 

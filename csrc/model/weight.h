@@ -1,7 +1,7 @@
 // A view of one weight matrix: `rows` output features, each a contiguous row
 // of `cols` input features stored in `type`'s block format. The memory is
 // owned elsewhere (a mapped file or a buffer held by the model). The integer
-// formats (I8, I4_G*) also point at their scales: dtype_scales_per_row floats
+// formats (I8, I8_G32, I4_G*) also point at their scales: dtype_scales_per_row floats
 // per row, row-major.
 #pragma once
 

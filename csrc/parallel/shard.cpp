@@ -43,17 +43,22 @@ void copy_int_columns(const Weight& w, int64_t r, int64_t begin, int64_t end, ui
     return;
   }
   const int64_t g = dtype_group_size(w.type);
-  std::memcpy(dst, src + begin / 2, size_t(n + 1) / 2);  // begin is even: a whole group
-  if (n % 2 == 1) dst[n / 2] = static_cast<uint8_t>((dst[n / 2] & 0x0f) | 0x80);  // the next shard's element
-  std::memset(dst + (n + 1) / 2, 0x88, size_t(padded - n) / 2);
   const int64_t kept = (n + g - 1) / g, total = padded / g;
   std::memcpy(scales, w.row_scales(r) + begin / g, size_t(kept) * sizeof(float));
   std::fill(scales + kept, scales + total, 0.0f);
+  if (w.type == DType::I8_G32) {
+    std::memcpy(dst, src + begin, size_t(n));
+    std::memset(dst + n, 128, size_t(padded - n));
+    return;
+  }
+  std::memcpy(dst, src + begin / 2, size_t(n + 1) / 2);  // begin is even: a whole group
+  if (n % 2 == 1) dst[n / 2] = static_cast<uint8_t>((dst[n / 2] & 0x0f) | 0x80);  // the next shard's element
+  std::memset(dst + (n + 1) / 2, 0x88, size_t(padded - n) / 2);
 }
 
 // Columns [begin, end) of every row of w, copied into storage owned by
 // `model`. The block formats' bounds were checked to be whole blocks; an
-// int4 split must start on a group, since a group has one scale.
+// group-wise integer split must start on a group, since a group has one scale.
 Weight columns_of(const Weight& w, int64_t begin, int64_t end, Model& model) {
   if (const int64_t g = dtype_group_size(w.type); g > 0 && begin % g != 0) {
     throw Error(ErrorCode::kUnsupported, "cannot split " + std::string(dtype_name(w.type)) + " columns at " +

@@ -161,7 +161,7 @@ TEST_F(VariantFile, SmolLM2F16FileKeepsMetadataAndGeneratesLikeInMemoryF16) {
 TEST_F(VariantFile, IntegerVariantsRoundTripBitForBit) {
   const Model base = load_model(kStoriesBin);
   const auto tokenizer = load_tokenizer(kStoriesTok);
-  for (const char* variant : {"int8", "int4-g32", "int4-g64", "int4-g128"}) {
+  for (const char* variant : {"int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128"}) {
     SCOPED_TRACE(variant);
     const std::string out = path(std::string("stories-") + variant + ".gguf");
     const Model in_memory = write_variant(base, nullptr, variant, out);

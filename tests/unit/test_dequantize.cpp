@@ -254,7 +254,7 @@ TEST(Quantize, RejectsPartialBlocks) {
 TEST(Quantize, IntegerFormatsNeedTheirScales) {
   std::vector<float> x(64);
   std::vector<uint8_t> q(64);
-  for (DType type : {DType::I8, DType::I4_G32, DType::I4_G64, DType::I4_G128}) {
+  for (DType type : {DType::I8, DType::I8_G32, DType::I4_G32, DType::I4_G64, DType::I4_G128}) {
     for (bool decode : {true, false}) {
       try {
         if (decode) {
