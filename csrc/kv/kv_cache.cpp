@@ -10,8 +10,8 @@ namespace tidal {
 namespace {
 
 template <typename T>
-void copy_layers(std::vector<std::vector<T>>& pools, size_t block_elements, int src, int dst) {
-  for (std::vector<T>& pool : pools) {
+void copy_layers(std::vector<AlignedVector<T>>& pools, size_t block_elements, int src, int dst) {
+  for (AlignedVector<T>& pool : pools) {
     std::copy_n(pool.data() + size_t(src) * block_elements, block_elements, pool.data() + size_t(dst) * block_elements);
   }
 }
@@ -31,11 +31,11 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
   // Zeroed so attention over a block that was allocated but not yet fully
   // written reads finite values (half 0x0000 is +0 too).
   if (shape.dtype == DType::F16) {
-    k16_.assign(size_t(shape.n_layers), std::vector<uint16_t>(elements, 0));
-    v16_.assign(size_t(shape.n_layers), std::vector<uint16_t>(elements, 0));
+    k16_.assign(size_t(shape.n_layers), AlignedVector<uint16_t>(elements, 0));
+    v16_.assign(size_t(shape.n_layers), AlignedVector<uint16_t>(elements, 0));
   } else {
-    k_.assign(size_t(shape.n_layers), std::vector<float>(elements, 0.0f));
-    v_.assign(size_t(shape.n_layers), std::vector<float>(elements, 0.0f));
+    k_.assign(size_t(shape.n_layers), AlignedVector<float>(elements, 0.0f));
+    v_.assign(size_t(shape.n_layers), AlignedVector<float>(elements, 0.0f));
   }
 }
 

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned_vector.h"
+
 #include "core/dtype.h"
 
 namespace tidal {
@@ -66,8 +68,8 @@ class KvCache {
   }
   KvCacheShape shape_;
   // Per layer; only the pair matching shape_.dtype holds anything.
-  std::vector<std::vector<float>> k_, v_;
-  std::vector<std::vector<uint16_t>> k16_, v16_;
+  std::vector<AlignedVector<float>> k_, v_;
+  std::vector<AlignedVector<uint16_t>> k16_, v16_;
 };
 
 }  // namespace tidal

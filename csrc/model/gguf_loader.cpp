@@ -208,6 +208,7 @@ Model load_gguf(const std::string& path, const LoadOptions& options) {
     if (r.is_int_variant()) return derive_variant(model, *parse_variant("f32"));
     convert_weights_to_f32(model);
   }
+  align_float_weights(model);
   return model;
 }
 

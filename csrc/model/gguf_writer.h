@@ -14,8 +14,9 @@ namespace tidal {
 class GgufWriter {
  public:
   // Tensor data offsets are multiples of this; write() records it as
-  // general.alignment whatever an earlier set() said.
-  static constexpr uint64_t kAlignment = 32;
+  // general.alignment whatever an earlier set() said. 64, not GGUF's default
+  // 32, so that mapped F32/F16 rows start on a cache line (align_float_weights).
+  static constexpr uint64_t kAlignment = 64;
 
   // Sets `key` to `value` declared as `type` (`element`: an array's element
   // type). A key set again keeps its place and takes the new value. Throws

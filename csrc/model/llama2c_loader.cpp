@@ -169,6 +169,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& options) {
   }
   model.storage.push_back(std::move(file));
   if (options.dequantize_to_f32) convert_weights_to_f32(model);  // a no-op today: the format is all F32
+  align_float_weights(model);
   return model;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "kv/kv_cache.h"
 #include "model/backend.h"
 #include "model/model.h"
@@ -61,10 +62,10 @@ class LlamaForward {
   int vocab_size_;
   int capacity_ = 0;
   // Activations, [n_tokens][width]; reused across steps.
-  std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, last_;
+  AlignedVector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, last_;
   // Vocab-parallel scratch: local ids and rows, padded logit slices.
   std::vector<int32_t> local_ids_, local_rows_;
-  std::vector<float> part_, gathered_;
+  AlignedVector<float> part_, gathered_;
 };
 
 }  // namespace tidal

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/aligned_vector.h"
 #include "core/error.h"
 #include "model/quantize_matrix.h"
 
@@ -44,35 +45,52 @@ void validate_config(const ModelConfig& c, const std::string& path) {
 
 namespace {
 
-// Owns the F32 copies made by convert_weights_to_f32. Each inner vector's
-// buffer stays put when the outer vector grows, so views stay valid.
-struct F32Storage final : WeightStorage {
-  std::vector<std::vector<float>> buffers;
+// Owns the copies made by convert_weights_to_f32 and align_float_weights.
+// Each inner vector's buffer stays put when the outer vector grows, so
+// views stay valid.
+struct CopiedWeights final : WeightStorage {
+  std::vector<AlignedVector<uint8_t>> buffers;
 };
+
+// Every distinct matrix of the model once (a tied LM head is the embedding).
+template <typename Fn>
+void for_each_distinct_matrix(Model& model, Fn&& fn) {
+  const bool tied = model.lm_head.data == model.token_embedding.data;
+  fn(model.token_embedding);
+  if (tied) {
+    model.lm_head = model.token_embedding;
+  } else {
+    fn(model.lm_head);
+  }
+  for (LayerWeights& layer : model.layers) {
+    for (Weight* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) fn(*w);
+  }
+  if (tied) model.lm_head = model.token_embedding;
+}
 
 }  // namespace
 
 void convert_weights_to_f32(Model& model) {
-  auto storage = std::make_unique<F32Storage>();
-  auto convert = [&](Weight& w) {
+  auto storage = std::make_unique<CopiedWeights>();
+  for_each_distinct_matrix(model, [&](Weight& w) {
     if (w.type == DType::F32) return;
-    std::vector<float>& buf = storage->buffers.emplace_back(static_cast<size_t>(w.rows * w.cols));
-    for (int64_t r = 0; r < w.rows; ++r) dequantize_weight_row(w, r, buf.data() + r * w.cols);
-    w = Weight{DType::F32, w.rows, w.cols, reinterpret_cast<const uint8_t*>(buf.data())};
-  };
-  const bool tied = model.lm_head.data == model.token_embedding.data;
-  convert(model.token_embedding);
-  if (tied) {
-    model.lm_head = model.token_embedding;
-  } else {
-    convert(model.lm_head);
-  }
-  for (LayerWeights& layer : model.layers) {
-    for (Weight* w : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down}) {
-      convert(*w);
-    }
-  }
+    AlignedVector<uint8_t>& buf = storage->buffers.emplace_back(static_cast<size_t>(w.rows * w.cols) * sizeof(float));
+    auto* rows = reinterpret_cast<float*>(buf.data());
+    for (int64_t r = 0; r < w.rows; ++r) dequantize_weight_row(w, r, rows + r * w.cols);
+    w = Weight{DType::F32, w.rows, w.cols, buf.data()};
+  });
   // The original storage stays: F32 tensors of the file are still viewed in place.
+  if (!storage->buffers.empty()) model.storage.push_back(std::move(storage));
+}
+
+void align_float_weights(Model& model) {
+  auto storage = std::make_unique<CopiedWeights>();
+  for_each_distinct_matrix(model, [&](Weight& w) {
+    const bool vector_rows = w.type == DType::F32 || w.type == DType::F16 || w.type == DType::BF16;
+    if (!vector_rows || reinterpret_cast<uintptr_t>(w.data) % kSimdAlignment == 0) return;
+    AlignedVector<uint8_t>& buf = storage->buffers.emplace_back(w.data, w.data + w.bytes());
+    w.data = buf.data();
+  });
   if (!storage->buffers.empty()) model.storage.push_back(std::move(storage));
 }
 

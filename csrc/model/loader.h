@@ -26,4 +26,12 @@ Model load_gguf(const std::string& path, const LoadOptions& options = {});
 void validate_config(const ModelConfig& config, const std::string& path);
 void convert_weights_to_f32(Model& model);
 
+// Copies to 64-byte-aligned buffers the F32/F16/BF16 matrices whose file
+// offset is not (a llama2.c checkpoint's floats start 28 bytes in; GGUF
+// aligns tensors to 32 bytes by default): their kernels read whole 64-byte
+// vectors along each row and run at about half speed when every one of them
+// straddles two cache lines. The block formats are read in small pieces
+// and stay mapped.
+void align_float_weights(Model& model);
+
 }  // namespace tidal

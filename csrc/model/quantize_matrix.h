@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "model/model.h"
 
 namespace tidal {
@@ -13,8 +14,8 @@ namespace tidal {
 // An owned matrix in `view.type`'s format; `view` points into `bytes` and
 // `scales`, so the object must stay where it is (hold it by unique_ptr).
 struct OwnedMatrix final : WeightStorage {
-  std::vector<uint8_t> bytes;
-  std::vector<float> scales;  // integer formats only
+  AlignedVector<uint8_t> bytes;
+  AlignedVector<float> scales;  // integer formats only
   Weight view;
 };
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/aligned_vector.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kv/kv_cache.h"
@@ -15,8 +16,8 @@ namespace {
 class ShardBytes : public WeightStorage {
  public:
   ShardBytes(size_t n_bytes, size_t n_scales) : bytes(n_bytes), scales(n_scales) {}
-  std::vector<uint8_t> bytes;
-  std::vector<float> scales;  // integer formats only
+  AlignedVector<uint8_t> bytes;
+  AlignedVector<float> scales;  // integer formats only
 };
 
 // Rows [begin, end) of w, with their scales: a view, no copy.

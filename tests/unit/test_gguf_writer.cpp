@@ -103,7 +103,7 @@ TEST_F(GgufWriterTest, MetadataOfEveryTypeRoundTrips) {
     EXPECT_EQ(file->metadata().at(c.name), c.value);
   }
   EXPECT_EQ(file->keys().back().type, kU32);
-  EXPECT_EQ(file->get_int("general.alignment", 0), 32);
+  EXPECT_EQ(file->get_int("general.alignment", 0), int64_t(GgufWriter::kAlignment));
   EXPECT_TRUE(file->tensors().empty());
 }
 
