@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "support/test_models.h"
 
@@ -103,6 +104,33 @@ TEST(Cli, UnknownKvCacheDtypeIsAOneLineError) {
     expect_one_line_error(r);
     EXPECT_NE(r.err.find("--kv-cache-dtype"), std::string::npos) << r.err;
   }
+}
+
+// bench-offline prints one row per batch size against ceilings it measured
+// itself; with OpenBLAS installed (tools/install_deps.sh) the prefill is also
+// held against its sgemm on the same shapes.
+TEST(Cli, BenchOfflineReportsEveryBatchAgainstMeasuredCeilings) {
+  const RunResult r = run_tidal("bench-offline " + stories_args() +
+                                " --batches 1 2 --prompt-len 16 --gen-len 4 --repeats 2 --kv-cache-mb 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("read bandwidth"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("best of 2 runs"), std::string::npos) << r.out;
+  const bool have_blas = r.out.find("sgemm reference: OpenBLAS") != std::string::npos;
+  EXPECT_TRUE(have_blas || r.out.find("sgemm reference: none (OpenBLAS not found") != std::string::npos) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<int> batches;
+  while (std::getline(lines, line)) {
+    std::istringstream row(line);
+    int batch;
+    double prefill, gflops;
+    std::string vs_sgemm;
+    if (!(row >> batch >> prefill >> gflops >> vs_sgemm)) continue;
+    batches.push_back(batch);
+    EXPECT_GT(prefill, 0) << line;
+    EXPECT_EQ(vs_sgemm.back() == '%', have_blas) << line;
+  }
+  EXPECT_EQ(batches, (std::vector<int>{1, 2})) << r.out;
 }
 
 // The value of `key=` in generate's --stats line.
