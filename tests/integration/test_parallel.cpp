@@ -140,6 +140,19 @@ TEST(ParallelSmolLM2, TensorParallel3) {
   expect_matches_one_device(m, load_golden(*m.tokenizer, "smollm2", true, 32), layout(3, 1, 1), false, 64);
 }
 
+// The last stage also holds the 49152-row LM head; stage 0 the embedding.
+TEST(ParallelSmolLM2, PipelineParallel2IsBitExact) {
+  if (!std::filesystem::exists(smollm2_path())) GTEST_SKIP() << "run tools/setup_model.sh to install SmolLM2";
+  TestModel m = load_test_model(smollm2_path(), smollm2_path());
+  expect_matches_one_device(m, load_golden(*m.tokenizer, "smollm2", true, 32), layout(1, 2, 1), true, 64);
+}
+
+TEST(ParallelSmolLM2, DataParallel2) {
+  if (!std::filesystem::exists(smollm2_path())) GTEST_SKIP() << "run tools/setup_model.sh to install SmolLM2";
+  TestModel m = load_test_model(smollm2_path(), smollm2_path());
+  expect_matches_one_device(m, load_golden(*m.tokenizer, "smollm2", true, 32), layout(1, 1, 2), true, 64);
+}
+
 TEST(ParallelSmolLM2, TensorParallelMustDivideTheKvHeads) {
   if (!std::filesystem::exists(smollm2_path())) GTEST_SKIP() << "run tools/setup_model.sh to install SmolLM2";
   TestModel m = load_test_model(smollm2_path(), smollm2_path());
