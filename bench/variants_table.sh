@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The table of docs/VARIANTS.md, from one command (never part of `make test`;
-# ~7 minutes on 2 cores):
+# ~15 minutes on 2 cores):
 #
 #   bench/variants_table.sh [BUILD=build] [THREADS=2]
 #
@@ -8,7 +8,7 @@
 # held-out text, top-1 agreement and mean KL(base || variant) against the
 # f32 base over the same positions (`tidal eval`), and prefill tok/s and
 # decode tok/s at batch 1 and 32 (`tidal bench-offline --variant`, 128-token
-# prompts, 64 generated tokens). Prints a markdown table; raw outputs go to
+# prompts, 64 generated tokens, best of 2 runs). Prints a markdown table; raw outputs go to
 # bench/out/variants-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +21,14 @@ mkdir -p "$OUT"
 
 SMOL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 STORIES=tests/data/stories260K/stories260K.bin
-VARIANTS="f32 f16 bf16 int8 int8-g32 int4-g32 int4-g64 int4-g128"
+VARIANTS="f32 f16 bf16 int8 int8-rot int8-g32 int4-g32 int4-g64 int4-g128"
 
 row() {  # model-name model-path text variant
   local name=$1 model=$2 text=$3 variant=$4 tag="$1-$4-$(basename "$3" .txt)"
   "$TIDAL" eval --model "$model" --variant "$variant" --text "$text" --threads "$THREADS" --json \
     >"$OUT/$tag.eval.json"
   "$TIDAL" bench-offline --model "$model" --variant "$variant" --threads "$THREADS" --batches 1 32 \
-    --prompt-len 128 --gen-len 64 --kv-cache-mb 512 >"$OUT/$tag.bench.txt" 2>&1
+    --prompt-len 128 --gen-len 64 --kv-cache-mb 512 --repeats 2 >"$OUT/$tag.bench.txt" 2>&1
   python3 - "$name" "$text" "$variant" "$OUT/$tag.eval.json" "$OUT/$tag.bench.txt" <<'PY'
 import json, sys
 name, text, variant, eval_path, bench_path = sys.argv[1:]
@@ -36,8 +36,8 @@ e = json.load(open(eval_path))
 rows = {}
 for line in open(bench_path):
     f = line.split()
-    if len(f) >= 6 and f[0].isdigit():
-        rows[int(f[0])] = (float(f[1]), float(f[3]))
+    if len(f) >= 8 and f[0].isdigit():  # batch, prefill tok/s, GFLOP/s, % sgemm, % peak, decode tok/s, ...
+        rows[int(f[0])] = (float(f[1]), float(f[5]))
 print(f"| {name} | {variant} | {e['bytes'] / 2**20:.1f} | {text.split('/')[-1]} | {e['perplexity']:.3f} "
       f"| {e['top1_agreement']:.4f} | {e['mean_kl']:.3g} | {rows[1][1]:.1f} | {rows[32][1]:.1f} | {rows[1][0]:.0f} |")
 PY

@@ -100,6 +100,14 @@ void CudaBackend::silu_mul(float* gate, const float* up, int64_t n) { cuda::silu
 
 void CudaBackend::add(float* x, const float* y, int64_t n) { cuda::add(x, y, n, stream_); }
 
+void CudaBackend::hadamard(float* x, int64_t n_rows, int width, int block) {
+  if (block <= 0 || (block & (block - 1)) != 0 || width % block != 0) {
+    throw Error(ErrorCode::kInvalidArgument, "hadamard: block " + std::to_string(block) +
+                                                 " is not a power of two dividing " + std::to_string(width));
+  }
+  cuda::hadamard(x, n_rows, width, block, stream_);
+}
+
 void CudaBackend::kv_write(KvCache&, int, const float*, const float*, const AttentionMeta&) {
   throw Error(ErrorCode::kUnsupported, "CudaBackend::kv_write needs a CudaKvCache, not a host KvCache");
 }

@@ -61,6 +61,7 @@ class CudaBackend : public Backend {
   void rope(float* x, const int32_t* positions, int n_tokens, int n_heads, int head_dim, float theta) override;
   void silu_mul(float* gate, const float* up, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
+  void hadamard(float* x, int64_t n_rows, int width, int block) override;
 
   // The host-cache overloads cannot run on the device; they throw kUnsupported.
   void kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) override;

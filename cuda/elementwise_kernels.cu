@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_layout.h"
@@ -85,6 +86,24 @@ __global__ void silu_mul_kernel(float* gate, const float* __restrict__ up, int64
   }
 }
 
+// One thread block per Hadamard block of one row, staged in shared memory.
+__global__ void hadamard_kernel(float* x, int width, int block, float scale) {
+  extern __shared__ float v[];
+  float* row = x + int64_t(blockIdx.x) * width + int64_t(blockIdx.y) * block;
+  for (int i = threadIdx.x; i < block; i += blockDim.x) v[i] = row[i];
+  __syncthreads();
+  for (int h = 1; h < block; h *= 2) {
+    for (int p = threadIdx.x; p < block / 2; p += blockDim.x) {
+      const int i = (p / h) * 2 * h + p % h;
+      const float a = v[i], b = v[i + h];
+      v[i] = __fadd_rn(a, b);
+      v[i + h] = __fsub_rn(a, b);
+    }
+    __syncthreads();
+  }
+  for (int i = threadIdx.x; i < block; i += blockDim.x) row[i] = __fmul_rn(v[i], scale);
+}
+
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     x[i] = __fadd_rn(x[i], y[i]);
@@ -138,6 +157,15 @@ void add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
   check_launch("add");
+}
+
+void hadamard(float* x, int64_t n_rows, int width, int block, cudaStream_t stream) {
+  if (n_rows <= 0) return;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(block)));
+  const dim3 grid(unsigned(n_rows), unsigned(width / block));
+  hadamard_kernel<<<grid, unsigned(std::min(kThreads, std::max(1, block / 2))), size_t(block) * sizeof(float), stream>>>(
+      x, width, block, scale);
+  check_launch("hadamard");
 }
 
 void kv_write(float* keys, float* values, const float* k, const float* v, const int32_t* slots, int n_tokens,

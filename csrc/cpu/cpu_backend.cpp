@@ -70,6 +70,16 @@ void CpuBackend::add(float* x, const float* y, int64_t n) {
   for_range(n, n, [&](int64_t begin, int64_t end) { cpu::add(x + begin, y + begin, end - begin); });
 }
 
+void CpuBackend::hadamard(float* x, int64_t n_rows, int width, int block) {
+  if (block <= 0 || (block & (block - 1)) != 0 || width % block != 0) {
+    throw Error(ErrorCode::kInvalidArgument, "hadamard: block " + std::to_string(block) +
+                                                 " is not a power of two dividing " + std::to_string(width));
+  }
+  for_range(n_rows, n_rows * width, [&](int64_t begin, int64_t end) {
+    cpu::hadamard_rows(x + begin * width, end - begin, width, block);
+  });
+}
+
 void CpuBackend::kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) {
   const KvCacheShape& s = cache.shape();
   const size_t row = size_t(s.n_kv_heads) * s.head_dim, bytes = sizeof(float) * s.head_dim;

@@ -72,6 +72,11 @@ inline constexpr const char* kVariantKey = "tidal.variant";
 inline constexpr const char* kVariantBaseKey = "tidal.variant.base";
 inline constexpr const char* kVariantDerivationKey = "tidal.variant.derivation";
 
+// ModelConfig::ffn_hadamard_block of a rotated variant (model/rotation.h):
+// without it the file's w_down would be applied to unrotated activations,
+// so a reader that does not know the key must not load such a file.
+inline constexpr const char* kFfnHadamardBlockKey = "tidal.ffn_hadamard_block";
+
 class GgufFile {
  public:
   // Throws tidal::Error with a one-line message: kNotFound (cannot open),

@@ -153,6 +153,7 @@ ModelConfig read_config(const GgufFile& file, const LlamaReader& r, const std::s
     c.vocab_size = shape.size() >= 2 && shape[1] <= std::numeric_limits<int32_t>::max() ? static_cast<int>(shape[1]) : 0;
   }
   c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
+  if (file.has(kFfnHadamardBlockKey)) c.ffn_hadamard_block = r.required_int(kFfnHadamardBlockKey);
   validate_config(c, path);
 
   // Variants we would silently compute wrongly are refused instead.

@@ -65,6 +65,11 @@ void set_storage_keys(GgufWriter& w, const Model& model, const VariantProvenance
     w.set_string(kQuantTypeKey, storage);
     w.set_u32(kQuantRowAlignKey, static_cast<uint32_t>(kIntRowAlign));
   }
+  if (model.config.ffn_hadamard_block > 0) {
+    w.set_u32(kFfnHadamardBlockKey, static_cast<uint32_t>(model.config.ffn_hadamard_block));
+  } else {
+    w.remove(kFfnHadamardBlockKey);
+  }
   w.set_string(kVariantKey, provenance.variant);
   w.set_string(kVariantBaseKey, provenance.base);
   w.set_string(kVariantDerivationKey, provenance.derivation);

@@ -95,6 +95,7 @@ void LlamaForward::run_layers(KvCache& cache, const AttentionMeta& meta) {
     b.matmul(w.w_gate, h_.data(), n, gate_.data());
     b.matmul(w.w_up, h_.data(), n, up_.data());
     b.silu_mul(gate_.data(), up_.data(), int64_t(n) * c.hidden_dim);
+    if (c.ffn_hadamard_block > 0) b.hadamard(gate_.data(), n, c.hidden_dim, c.ffn_hadamard_block);
     b.matmul(w.w_down, gate_.data(), n, h_.data());
     all_reduce(h_.data(), int64_t(n) * c.dim);
     b.add(x_.data(), h_.data(), int64_t(n) * c.dim);

@@ -19,6 +19,10 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float rms_eps = 1e-5f;
   bool tied_embeddings = false;  // LM head reuses the token embedding
+  // > 0: the FFN activation silu(gate) * up is rotated by a block Hadamard
+  // transform of this width (a power of two dividing hidden_dim) before
+  // w_down, whose columns were rotated to match (model/rotation.h). 0: none.
+  int ffn_hadamard_block = 0;
 };
 
 }  // namespace tidal

@@ -5,16 +5,18 @@
 
 #include "core/error.h"
 #include "model/quantize_matrix.h"
+#include "model/rotation.h"
 
 namespace tidal {
 
 namespace {
 
-constexpr std::array<VariantSpec, 8> kVariants = {{
+constexpr std::array<VariantSpec, 9> kVariants = {{
     {"f32", DType::F32},
     {"f16", DType::F16},
     {"bf16", DType::BF16},
     {"int8", DType::I8},
+    {"int8-rot", DType::I8, true},
     {"int8-g32", DType::I8_G32},
     {"int4-g32", DType::I4_G32},
     {"int4-g64", DType::I4_G64},
@@ -84,6 +86,12 @@ size_t model_weight_bytes(const Model& model) {
 }
 
 Model derive_variant(const Model& base, const VariantSpec& spec) {
+  if (spec.rotated) {
+    const Model rotated = rotate_model(base, kVariantRotationSeed);
+    VariantSpec plain = spec;
+    plain.rotated = false;
+    return derive_variant(rotated, plain);
+  }
   Model out;
   out.config = base.config;
   out.final_norm = base.final_norm;
@@ -102,6 +110,13 @@ Model derive_variant(const Model& base, const VariantSpec& spec) {
 
 std::string derivation_text(const VariantSpec& spec, const std::string& base_storage) {
   const std::string from = " from " + base_storage;
+  if (spec.rotated) {
+    VariantSpec plain = spec;
+    plain.rotated = false;
+    return derivation_text(plain, "weights rotated without calibration data (norms folded in; residual stream by "
+                                  "a seeded random orthogonal matrix, values per head and the FFN activation by "
+                                  "Hadamard blocks, the latter at run time; LM head untied)" + from);
+  }
   switch (spec.matrix_type) {
     case DType::F32: return "f32 (exact dequantization)" + from;
     case DType::F16: return "f16 (round to nearest even)" + from;

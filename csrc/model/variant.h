@@ -4,6 +4,7 @@
 // and how it was derived, so the catalog can say what it costs.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,9 +15,16 @@
 namespace tidal {
 
 struct VariantSpec {
-  std::string name;  // "f32", "f16", "bf16", "int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128"
+  std::string name;  // "f32", "f16", "bf16", "int8", "int8-rot", "int8-g32", "int4-g32", "int4-g64", "int4-g128"
   DType matrix_type = DType::F32;
+  // The weights are rotated first (model/rotation.h), so that the int8
+  // activations meet no outlier channels.
+  bool rotated = false;
 };
+
+// The seed of the rotation every rotated variant uses: one fixed rotation,
+// so that a variant derived twice is the same model.
+inline constexpr uint64_t kVariantRotationSeed = 0x7469'6461'6c72'6f74;  // "tidalrot"
 
 // Parses one variant name; nullopt when it is not one of the names above.
 std::optional<VariantSpec> parse_variant(std::string_view name);
@@ -34,7 +42,8 @@ std::string describe_storage(const Model& model);
 size_t model_weight_bytes(const Model& model);
 
 // A copy of `base` with every matrix (embedding and LM head included; a tied
-// head stays tied) converted to spec.matrix_type through quantize_matrix.
+// head stays tied) converted to spec.matrix_type through quantize_matrix,
+// after rotate_model when spec.rotated (which unties the head).
 // The result owns all of its storage and does not refer to `base`.
 Model derive_variant(const Model& base, const VariantSpec& spec);
 

@@ -35,6 +35,12 @@ void check_parallel_config(const Model& model, const ParallelConfig& p) {
   if (c.hidden_dim % p.tp != 0) {
     reject("--tp " + std::to_string(p.tp) + " must divide the model's FFN width " + std::to_string(c.hidden_dim));
   }
+  // Each rank rotates its own slice of the FFN activation.
+  if (c.ffn_hadamard_block > 0 && (c.hidden_dim / p.tp) % c.ffn_hadamard_block != 0) {
+    reject("--tp " + std::to_string(p.tp) + " would split the FFN rotation: " + std::to_string(c.hidden_dim) + "/" +
+           std::to_string(p.tp) + " FFN units per rank is not a multiple of its Hadamard block of " +
+           std::to_string(c.ffn_hadamard_block));
+  }
   if (p.tp > 1) {
     for (size_t l = 0; l < model.layers.size(); ++l) {
       check_columns(model.layers[l].wo, p.tp, "attention output projection", int(l));

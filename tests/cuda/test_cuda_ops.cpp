@@ -3,10 +3,12 @@
 // invariance backend.h demands. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <string>
 
 #include "core/error.h"
+#include "cpu/elementwise.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/weight_upload.h"
 #include "cuda_test_util.h"
@@ -234,6 +236,22 @@ TEST_F(CudaOps, SiluMulMatchesReferenceAtTheExtremes) {
     std::vector<float> want = gate;
     ref::silu_mul(want.data(), up.data(), n);
     for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-30) << gate[i];
+  }
+}
+
+// The same butterflies in the same order as the host: the same bits.
+TEST_F(CudaOps, HadamardEqualsTheHostBitForBit) {
+  CudaBackend gpu;
+  std::mt19937 rng(13);
+  for (const auto& [rows, width, block] :
+       std::vector<std::array<int, 3>>{{1, 1, 1}, {5, 172, 4}, {33, 1536, 512}, {2, 64, 64}}) {
+    const std::vector<float> x = random_floats(rng, size_t(rows) * width);
+    const DeviceBuffer dx = to_device(x);
+    gpu.hadamard(dx.as<float>(), rows, width, block);
+    std::vector<float> want = x;
+    tidal::cpu::hadamard_rows(want.data(), rows, width, block);
+    EXPECT_TRUE(same_bits(to_host<float>(dx.data(), want.size()).data(), want.data(), want.size()))
+        << rows << "x" << width << " block " << block;
   }
 }
 

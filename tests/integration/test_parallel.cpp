@@ -16,54 +16,6 @@ namespace {
 
 constexpr float kLogitTolerance = 1e-4f;
 
-struct Golden {
-  std::vector<Request> requests;
-  std::vector<std::vector<int32_t>> greedy;
-};
-
-Golden load_golden(const Tokenizer& tok, const std::string& dir, bool smollm2, int max_tokens) {
-  const auto golden = read_json(data_path(dir + "/golden.json"));
-  Golden g;
-  for (size_t i = 0; i < golden["cases"].size(); ++i) {
-    const auto& c = golden["cases"][i];
-    const std::string prompt = c["prompt"];
-    const std::vector<int32_t> ids = smollm2 ? tok.encode(prompt, false, true) : tok.encode(prompt, true);
-    g.requests.push_back(greedy_request(std::to_string(i), ids, max_tokens));
-    g.greedy.push_back(c["greedy_ids"].get<std::vector<int32_t>>());
-  }
-  return g;
-}
-
-// The last-position logits of every prompt, from one batched prefill step
-// (several sequences, so a pipeline cuts it into micro-batches).
-std::vector<std::vector<float>> prefill_logits(Executor& executor, const std::vector<Request>& requests, int vocab) {
-  constexpr int kBlock = 16;
-  std::vector<Sequence> seqs(requests.size());
-  int next_block = 0;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    Sequence& s = seqs[i];
-    s.tokens = requests[i].prompt;
-    s.prompt_len = int(s.tokens.size());
-    for (int b = 0; b < (s.prompt_len + kBlock - 1) / kBlock; ++b) s.blocks.blocks.push_back(next_block++);
-  }
-  executor.allocate_kv_cache(next_block, kBlock);
-  SchedulerOutput step;
-  for (Sequence& s : seqs) step.scheduled.push_back({&s, s.prompt_len, true});
-  const std::vector<float>& logits = executor.run(step);
-  std::vector<std::vector<float>> rows;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-  }
-  return rows;
-}
-
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  float worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
-  return worst;
-}
-
 // Runs the golden cases through `parallel` and checks them against one device.
 void expect_matches_one_device(TestModel& m, const Golden& golden, const ParallelConfig& parallel, bool bit_exact,
                                int num_kv_blocks) {

@@ -78,6 +78,7 @@ void expect_same_model(const Model& a, const Model& b) {
   EXPECT_EQ(ca.rope_theta, cb.rope_theta);
   EXPECT_EQ(ca.rms_eps, cb.rms_eps);
   EXPECT_EQ(ca.tied_embeddings, cb.tied_embeddings);
+  EXPECT_EQ(ca.ffn_hadamard_block, cb.ffn_hadamard_block);
   EXPECT_EQ(a.lm_head.data == a.token_embedding.data, b.lm_head.data == b.token_embedding.data);
   expect_same_matrix(a.token_embedding, b.token_embedding, "token_embd");
   expect_same_matrix(a.lm_head, b.lm_head, "output");
@@ -179,6 +180,24 @@ TEST_F(VariantFile, IntegerVariantsRoundTripBitForBit) {
 
     EXPECT_EQ(greedy(loaded, *tokenizer, "Once upon a time", 32), greedy(in_memory, *tokenizer, "Once upon a time", 32));
   }
+}
+
+// A rotated variant's file carries its untied LM head and its FFN rotation,
+// without which w_down would meet unrotated activations.
+TEST_F(VariantFile, RotatedInt8RoundTripsWithItsRotation) {
+  const Model base = load_model(kStoriesBin);
+  const auto tokenizer = load_tokenizer(kStoriesTok);
+  const Model in_memory = write_variant(base, nullptr, "int8-rot", path("stories-int8-rot.gguf"));
+  const Model loaded = load_model(path("stories-int8-rot.gguf"));
+  expect_same_model(in_memory, loaded);
+  EXPECT_EQ(loaded.config.ffn_hadamard_block, 4);
+  EXPECT_FALSE(loaded.config.tied_embeddings);
+  const auto file = GgufFile::open(path("stories-int8-rot.gguf"));
+  EXPECT_EQ(file->get_string("tidal.variant"), "int8-rot");
+  EXPECT_EQ(file->get_string("tidal.quant.type"), "int8");
+  EXPECT_EQ(file->get_int("tidal.ffn_hadamard_block", 0), 4);
+  EXPECT_NE(file->find_tensor("output.weight"), nullptr);
+  EXPECT_EQ(greedy(loaded, *tokenizer, "Once upon a time", 32), greedy(in_memory, *tokenizer, "Once upon a time", 32));
 }
 
 TEST_F(VariantFile, SmolLM2Int4FileRoundTripsAndGenerates) {

@@ -67,6 +67,22 @@ void add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = float(double(x[i]) + double(y[i]));
 }
 
+// The Sylvester Hadamard matrix entry by entry: H[i][j] = (-1)^popcount(i & j).
+void hadamard(float* x, int64_t n_rows, int width, int block) {
+  std::vector<double> v(static_cast<size_t>(block));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    for (int b = 0; b < width; b += block) {
+      float* row = x + r * width + b;
+      for (int i = 0; i < block; ++i) {
+        double acc = 0.0;
+        for (int j = 0; j < block; ++j) acc += (__builtin_popcount(unsigned(i & j)) % 2 ? -1.0 : 1.0) * row[j];
+        v[size_t(i)] = acc / std::sqrt(double(block));
+      }
+      for (int i = 0; i < block; ++i) row[i] = float(v[size_t(i)]);
+    }
+  }
+}
+
 void kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) {
   const KvCacheShape& s = cache.shape();
   for (int t = 0; t < meta.n_tokens; ++t) {

@@ -16,6 +16,7 @@ void rmsnorm(const float* x, const float* gamma, int n_tokens, int dim, float ep
 void rope(float* x, const int32_t* positions, int n_tokens, int n_heads, int head_dim, float theta);
 void silu_mul(float* gate, const float* up, int64_t n);
 void add(float* x, const float* y, int64_t n);
+void hadamard(float* x, int64_t n_rows, int width, int block);
 void kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta);
 void attention(const KvCache& cache, int layer, const float* q, const AttentionMeta& meta, int n_heads, float* out);
 
@@ -35,6 +36,7 @@ class ReferenceBackend : public Backend {
   }
   void silu_mul(float* gate, const float* up, int64_t n) override { ref::silu_mul(gate, up, n); }
   void add(float* x, const float* y, int64_t n) override { ref::add(x, y, n); }
+  void hadamard(float* x, int64_t n_rows, int width, int block) override { ref::hadamard(x, n_rows, width, block); }
   void kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) override {
     ref::kv_write(cache, layer, k, v, meta);
   }

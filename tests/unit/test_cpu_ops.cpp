@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -421,6 +422,47 @@ TEST(CpuElementwise, SiluMulMatchesReference) {
       ASSERT_NEAR(got[i], want[i], 1e-5 * std::fabs(want[i]) + 1e-30) << "n=" << n << " gate=" << gate[i];
     }
   }
+}
+
+// Bound: each output is a sum of `block` terms +-v_j through log2(block)
+// levels of additions, then one scaling: (log2(block) + 2) u sum|v_j| /
+// sqrt(block), with a factor 2 of slack.
+TEST(CpuElementwise, HadamardMatchesReferenceIsItsOwnInverseAndIsPerRow) {
+  ThreadPool pool(2);
+  CpuBackend cpu(pool);
+  std::mt19937 rng(12);
+  for (const auto& [rows, width, block] : std::vector<std::array<int, 3>>{
+           {1, 1, 1}, {3, 8, 2}, {5, 172, 4}, {7, 1536, 512}, {64, 1536, 512}, {2, 64, 64}}) {
+    SCOPED_TRACE("rows=" + std::to_string(rows) + " width=" + std::to_string(width) + " block=" + std::to_string(block));
+    const std::vector<float> x = random_floats(rng, size_t(rows) * width);
+    std::vector<float> got = x, want = x;
+    cpu.hadamard(got.data(), rows, width, block);
+    ref::hadamard(want.data(), rows, width, block);
+    const double levels = std::log2(double(block));
+    for (int r = 0; r < rows; ++r) {
+      for (int b = 0; b < width; b += block) {
+        double magnitude = 0;
+        for (int j = 0; j < block; ++j) magnitude += std::fabs(double(x[size_t(r) * width + b + j]));
+        const double bound = 2.0 * (levels + 2.0) * kUnitRoundoff * magnitude / std::sqrt(double(block));
+        for (int j = 0; j < block; ++j) {
+          const size_t at = size_t(r) * width + b + j;
+          ASSERT_LE(std::fabs(double(got[at]) - want[at]), bound) << at;
+        }
+      }
+    }
+    // Each row alone gives the bits it gets in the batch.
+    for (int r = 0; r < rows; ++r) {
+      std::vector<float> one(x.begin() + size_t(r) * width, x.begin() + size_t(r + 1) * width);
+      cpu.hadamard(one.data(), 1, width, block);
+      ASSERT_TRUE(same_bits(one.data(), got.data() + size_t(r) * width, size_t(width))) << "row " << r;
+    }
+    // H / sqrt(n) is orthogonal and symmetric: applying it twice gives x back.
+    cpu.hadamard(got.data(), rows, width, block);
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(got[i], x[i], 1e-5 * (1.0 + std::fabs(x[i]))) << i;
+  }
+  std::vector<float> x(12);
+  EXPECT_THROW(cpu.hadamard(x.data(), 1, 12, 3), Error);
+  EXPECT_THROW(cpu.hadamard(x.data(), 1, 12, 8), Error);
 }
 
 TEST(CpuElementwise, AddIsExact) {
