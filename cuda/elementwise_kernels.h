@@ -24,7 +24,7 @@ void rope(float* x, const int32_t* positions, int n_tokens, int n_heads, int hea
 
 void silu_mul(float* gate, const float* up, int64_t n, cudaStream_t stream);
 void add(float* x, const float* y, int64_t n, cudaStream_t stream);
-// Backend::hadamard: the butterflies of cpu::fwht_block in the same order,
+// Backend::hadamard: the butterflies of core/fwht.h in the same order,
 // so each value is rounded exactly as on the host.
 void hadamard(float* x, int64_t n_rows, int width, int block, cudaStream_t stream);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/fwht.h"
 #include "cpu/dot_kernels.h"
 #include "cpu/simd.h"
 
@@ -93,23 +94,9 @@ void add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-void fwht_block(float* v, int n) {
-  for (int h = 1; h < n; h *= 2) {
-    for (int i = 0; i < n; i += 2 * h) {
-      for (int j = i; j < i + h; ++j) {
-        const float a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
-      }
-    }
-  }
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
-  for (int i = 0; i < n; ++i) v[i] *= scale;
-}
-
 void hadamard_rows(float* x, int64_t n_rows, int width, int block) {
   for (int64_t r = 0; r < n_rows; ++r) {
-    for (int b = 0; b < width; b += block) fwht_block(x + r * width + b, block);
+    for (int b = 0; b < width; b += block) fwht(x + r * width + b, block);
   }
 }
 

@@ -39,12 +39,9 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // x += y.
 void add(float* x, const float* y, int64_t n);
 
-// v[0..n) becomes H_n v / sqrt(n) in place (n a power of two): butterflies
-// (a, b) -> (a + b, a - b) over strides 1, 2, 4, ..., then the scale, so
-// every element is the same sequence of roundings wherever it is computed.
-void fwht_block(float* v, int n);
-
-// fwht_block over each block of `block` values of rows [0, n_rows) of `width`.
+// core/fwht.h's transform over each block of `block` values of rows
+// [0, n_rows) of `width`: every element is the same sequence of roundings
+// wherever it is computed.
 void hadamard_rows(float* x, int64_t n_rows, int width, int block);
 
 }  // namespace tidal::cpu

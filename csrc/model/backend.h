@@ -47,7 +47,7 @@ class Backend {
   // Each block of `block` consecutive values of each of the n_rows rows of
   // `width` values becomes H v / sqrt(block), H the Sylvester Hadamard matrix
   // (block a power of two dividing width): an orthogonal map that is its
-  // own inverse. Butterflies run in the order of fwht_block (cpu/elementwise.h).
+  // own inverse. Butterflies run in the order of fwht (core/fwht.h).
   virtual void hadamard(float* x, int64_t n_rows, int width, int block) = 0;
   // Writes each token's K and V rows ([n_tokens][n_kv_heads*head_dim]) to its slot.
   virtual void kv_write(KvCache& cache, int layer, const float* k, const float* v, const AttentionMeta& meta) = 0;

@@ -6,6 +6,7 @@
 
 #include "core/aligned_vector.h"
 #include "core/error.h"
+#include "core/fwht.h"
 #include "model/quantize_matrix.h"
 
 namespace tidal {
@@ -19,22 +20,6 @@ int largest_power_of_two_dividing(int n, int cap) {
   int p = 1;
   while (p * 2 <= cap && n % (p * 2) == 0) p *= 2;
   return p;
-}
-
-// v[0..n) becomes H_n v / sqrt(n), n a power of two (H_n symmetric, so this
-// is also v H_n / sqrt(n) for a row vector).
-void fwht(double* v, int n) {
-  for (int h = 1; h < n; h *= 2) {
-    for (int i = 0; i < n; i += 2 * h) {
-      for (int j = i; j < i + h; ++j) {
-        const double a = v[j], b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
-      }
-    }
-  }
-  const double scale = 1.0 / std::sqrt(double(n));
-  for (int i = 0; i < n; ++i) v[i] *= scale;
 }
 
 // Standard normal draws from mt19937_64 by Box-Muller: std::normal_distribution

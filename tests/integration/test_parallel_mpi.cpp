@@ -115,7 +115,11 @@ std::string layout_name(const testing::TestParamInfo<std::string>& info) {
   std::string name;
   std::istringstream words(info.param);
   std::string flag, value;
-  while (words >> flag >> value) name += (name.empty() ? "" : "x") + flag.substr(2) + value;
+  while (words >> flag >> value) {
+    if (!name.empty()) name.push_back('x');
+    name.append(flag, 2, std::string::npos);
+    name.append(value);
+  }
   for (char& c : name) c = char(std::toupper(static_cast<unsigned char>(c)));
   return name;
 }
