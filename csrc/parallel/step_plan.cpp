@@ -13,17 +13,21 @@ class Writer {
  public:
   explicit Writer(std::vector<uint8_t>& out) : out_(out) {}
   template <typename T>
-  void value(T v) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    out_.insert(out_.end(), p, p + sizeof v);
-  }
+  void value(T v) { append(&v, sizeof v); }
   void ints(const std::vector<int32_t>& v) {
     value(uint32_t(v.size()));
-    const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-    out_.insert(out_.end(), p, p + v.size() * sizeof(int32_t));
+    append(v.data(), v.size() * sizeof(int32_t));
   }
 
  private:
+  // resize + memcpy: GCC 12 warns (a false -Wstringop-overflow) on inserting
+  // a few bytes into an empty vector.
+  void append(const void* p, size_t n) {
+    if (n == 0) return;
+    const size_t at = out_.size();
+    out_.resize(at + n);
+    std::memcpy(out_.data() + at, p, n);
+  }
   std::vector<uint8_t>& out_;
 };
 
