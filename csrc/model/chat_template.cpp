@@ -75,10 +75,12 @@ std::string render_llama2(const std::vector<ChatMessage>& msgs) {
     }
     std::string content = m.content;
     if (i == first && first == 1) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
+    // Appended piece by piece: GCC 12 warns (a false -Wrestrict) on
+    // " " + std::string.
     if (user_turn) {
-      out += "<s>[INST] " + strip(content) + " [/INST]";
+      out.append("<s>[INST] ").append(strip(content)).append(" [/INST]");
     } else {
-      out += " " + strip(content) + " </s>";
+      out.append(" ").append(strip(content)).append(" </s>");
     }
   }
   return out;
