@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/fwht.h"
 #include "cuda/attention_kernels.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_info.h"
@@ -101,7 +102,7 @@ void CudaBackend::silu_mul(float* gate, const float* up, int64_t n) { cuda::silu
 void CudaBackend::add(float* x, const float* y, int64_t n) { cuda::add(x, y, n, stream_); }
 
 void CudaBackend::hadamard(float* x, int64_t n_rows, int width, int block) {
-  if (block <= 0 || (block & (block - 1)) != 0 || width % block != 0) {
+  if (!is_hadamard_block(block, width)) {
     throw Error(ErrorCode::kInvalidArgument, "hadamard: block " + std::to_string(block) +
                                                  " is not a power of two dividing " + std::to_string(width));
   }

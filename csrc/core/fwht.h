@@ -7,6 +7,11 @@
 
 namespace tidal {
 
+// Whether `width` values split into whole blocks fwht can transform.
+inline bool is_hadamard_block(int block, int width) {
+  return block > 0 && (block & (block - 1)) == 0 && width % block == 0;
+}
+
 // v[0..n) becomes H_n v / sqrt(n) in place (n a power of two, H_n the
 // Sylvester Hadamard matrix, symmetric): butterflies (a, b) -> (a + b, a - b)
 // over strides 1, 2, 4, ..., then the scale.

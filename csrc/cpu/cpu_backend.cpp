@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/fwht.h"
 #include "cpu/dequant_rows.h"
 #include "cpu/fp16_rows.h"
 #include "cpu/matmul.h"
@@ -71,7 +72,7 @@ void CpuBackend::add(float* x, const float* y, int64_t n) {
 }
 
 void CpuBackend::hadamard(float* x, int64_t n_rows, int width, int block) {
-  if (block <= 0 || (block & (block - 1)) != 0 || width % block != 0) {
+  if (!is_hadamard_block(block, width)) {
     throw Error(ErrorCode::kInvalidArgument, "hadamard: block " + std::to_string(block) +
                                                  " is not a power of two dividing " + std::to_string(width));
   }

@@ -7,6 +7,7 @@
 
 #include "core/aligned_vector.h"
 #include "core/error.h"
+#include "core/fwht.h"
 #include "model/quantize_matrix.h"
 
 namespace tidal {
@@ -39,10 +40,9 @@ void validate_config(const ModelConfig& c, const std::string& path) {
   }
   // RoPE rotates pairs of features.
   if (c.head_dim % 2 != 0) fail("head_dim " + std::to_string(c.head_dim) + " is odd");
-  const int block = c.ffn_hadamard_block;
-  if (block < 0 || (block > 0 && ((block & (block - 1)) != 0 || c.hidden_dim % block != 0))) {
-    fail("FFN Hadamard block " + std::to_string(block) + " is not a power of two dividing the FFN width " +
-         std::to_string(c.hidden_dim));
+  if (c.ffn_hadamard_block != 0 && !is_hadamard_block(c.ffn_hadamard_block, c.hidden_dim)) {
+    fail("FFN Hadamard block " + std::to_string(c.ffn_hadamard_block) +
+         " is not a power of two dividing the FFN width " + std::to_string(c.hidden_dim));
   }
   if (!(c.rope_theta > 0.0f) || !std::isfinite(c.rope_theta)) fail("rope theta must be positive");
   if (!(c.rms_eps > 0.0f) || !std::isfinite(c.rms_eps)) fail("rms epsilon must be positive");

@@ -45,6 +45,7 @@ void DeviceForward::forward(CudaKvCache& cache, const int32_t* tokens, const Att
     b.matmul(w.w_gate, h, n, gate);
     b.matmul(w.w_up, h, n, up);
     b.silu_mul(gate, up, int64_t(n) * c.hidden_dim);
+    if (c.ffn_hadamard_block > 0) b.hadamard(gate, n, c.hidden_dim, c.ffn_hadamard_block);
     b.matmul(w.w_down, gate, n, h);
     b.add(x, h, int64_t(n) * c.dim);
   }

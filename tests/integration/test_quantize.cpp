@@ -300,6 +300,20 @@ TEST_F(VariantFile, IntegerMetadataMustDescribeTheTensors) {
                     ErrorCode::kUnsupported, {"token_embd.weight", "ggml type I8"});
 }
 
+// A rotation block the FFN width (172) does not split into, or that fwht
+// cannot transform, would rotate the activation into garbage.
+TEST_F(VariantFile, FfnHadamardBlockMustSplitTheFfnWidth) {
+  write_variant(load_model(kStoriesBin), nullptr, "int8-rot", path("rot.gguf"));
+  auto with_block = [&](uint32_t block) {
+    rewrite(path("rot.gguf"), path("edited.gguf"), [&](GgufWriter& w) { w.set_u32("tidal.ffn_hadamard_block", block); },
+            copy_tensor);
+    return path("edited.gguf");
+  };
+  expect_load_error([&] { load_model(with_block(3)); }, ErrorCode::kCorrupt, {"FFN Hadamard block 3", "172"});
+  expect_load_error([&] { load_model(with_block(8)); }, ErrorCode::kCorrupt, {"FFN Hadamard block 8", "172"});
+  EXPECT_EQ(load_model(with_block(2)).config.ffn_hadamard_block, 2);
+}
+
 // ---------------------------------------------------------------------------
 // The CLI
 

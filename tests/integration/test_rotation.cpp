@@ -15,6 +15,7 @@
 #include "engine/model_runner.h"
 #include "engine/variant_evaluator.h"
 #include "model/rotation.h"
+#include "parallel/parallel_config.h"
 #include "model/variant.h"
 #include "support/test_models.h"
 
@@ -65,6 +66,23 @@ TEST(Rotation, IsOneFixedRotationPerSeed) {
   EXPECT_EQ(std::memcmp(a.layers[0].wq.data, b.layers[0].wq.data, bytes), 0);
   EXPECT_NE(std::memcmp(a.layers[0].wq.data, c.layers[0].wq.data, bytes), 0);
   EXPECT_THROW(rotate_model(a, 1), Error);  // already rotated
+}
+
+// stories260K's FFN of 172 rotates in blocks of 4; TP=2 would leave 86 units
+// per rank, which no rank can rotate alone.
+TEST(Rotation, TensorParallelismRefusesToSplitAnFfnBlock) {
+  TestModel m = load_stories();
+  const Model rotated = rotate_model(*m.model, kVariantRotationSeed);
+  ParallelConfig tp2;
+  tp2.tp = 2;
+  EXPECT_NO_THROW(check_parallel_config(*m.model, tp2));
+  try {
+    check_parallel_config(rotated, tp2);
+    ADD_FAILURE() << "TP=2 accepted on a rotated model with FFN blocks of 4 over 172 units";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("would split the FFN rotation"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Rotation, FfnBlockIsTheLargestPowerOfTwoDividingTheWidthUpTo512) {
