@@ -29,6 +29,7 @@ namespace {
 // Token groups are at most this wide; each group size has its own row count
 // so a tile keeps about kLanes accumulators in registers.
 constexpr int kTileTokens = 4;
+constexpr int64_t kCacheLine = 64;
 
 #if defined(TIDAL_CPU_AVX512)
 
@@ -127,10 +128,12 @@ template <int R, int T>
 // R rows x T tokens of dot products, one accumulator each; row r of the
 // tile is w + r*ws and its outputs go to y + r*yr. Rows at or past nr
 // repeat the last valid row so the inner loop has no branches; their
-// results are dropped.
+// results are dropped. Each full step also prefetches the cache line at
+// pf + 64 * step into L2 (see dot_block); with nothing to prefetch pf is
+// the activations, already in L1, so that costs no branch either.
 template <int R, int T>
 void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_t k, float* y, int64_t ys,
-          int64_t yr) {
+          int64_t yr, const char* pf) {
   static_assert(R * T <= kLanes);
   const float* wp[R];
   for (int r = 0; r < R; ++r) wp[r] = w + std::min(r, nr - 1) * ws;
@@ -152,7 +155,10 @@ void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_
       for (int r = 0; r < R; ++r) acc[r][t] = Isa::fmadd(wv[r], xv, acc[r][t]);
     }
   };
-  for (; i + kLanes <= k; i += kLanes) step([](const float* p) { return Isa::load(p); });
+  for (; i + kLanes <= k; i += kLanes) {
+    _mm_prefetch(pf + i / kLanes * kCacheLine, _MM_HINT_T1);
+    step([](const float* p) { return Isa::load(p); });
+  }
   if (i < k) {
     const Isa::Tail tail = Isa::tail(k - i);
     step([&](const float* p) { return tail.load(p); });
@@ -207,12 +213,27 @@ void tile_decoded(const Weight& w, int64_t r0, int64_t step, int nr, const float
   store_tile<R, T>(acc, nr, y, ys, step);
 }
 
+// The bytes still to prefetch, a tile's worth at a time: one line per full
+// step of the tile's loop over k.
+struct Prefetch {
+  const char* next;
+  const char* end;
+
+  const char* take(int64_t k, const float* idle) {
+    if (next >= end) return reinterpret_cast<const char*>(idle);
+    const char* p = next;
+    next += k / kLanes * kCacheLine;
+    return p;
+  }
+};
+
 template <int T>
 void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64_t xs, int64_t k, float* y,
-               int64_t ys) {
+               int64_t ys, Prefetch& prefetch) {
   constexpr int R = Isa::tile_rows(T);
   for (int64_t r = 0; r < n_rows; r += R) {
-    tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys, 1);
+    tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys, 1,
+               prefetch.take(k, x));
   }
 }
 
@@ -221,7 +242,7 @@ void stream_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int
                  int64_t ys) {
   constexpr int R = Isa::tile_rows(T);
   for_each_streaming_tile<R>(n_rows, [&](int64_t first, int64_t step, int nr) {
-    tile<R, T>(w + first * ws, step * ws, nr, x, xs, k, y + first, ys, step);
+    tile<R, T>(w + first * ws, step * ws, nr, x, xs, k, y + first, ys, step, reinterpret_cast<const char*>(x));
   });
 }
 
@@ -260,9 +281,10 @@ void dot_block_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float*
 }  // namespace
 
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
-               int64_t k, float* y, int64_t y_stride) {
+               int64_t k, float* y, int64_t y_stride, const void* prefetch, int64_t prefetch_bytes) {
+  Prefetch pending{static_cast<const char*>(prefetch), static_cast<const char*>(prefetch) + prefetch_bytes};
   for_each_token_group(n_tokens, x, x_stride, y, y_stride, [&](auto t, const float* xt, float* yt) {
-    tile_rows<decltype(t)::value>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride);
+    tile_rows<decltype(t)::value>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride, pending);
   });
 }
 
@@ -313,7 +335,7 @@ float sum(const float* a, int64_t n) {
 }  // namespace
 
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
-               int64_t k, float* y, int64_t y_stride) {
+               int64_t k, float* y, int64_t y_stride, const void*, int64_t) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t r = 0; r < n_rows; ++r) y[t * y_stride + r] = dot(x + t * x_stride, w + r * w_stride, k);
   }

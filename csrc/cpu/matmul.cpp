@@ -25,6 +25,10 @@ constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // core here) next to the activations, so each row comes from memory once.
 constexpr int64_t kPanelFloats = 96 * 1024;
 constexpr int64_t kPanelBytes = kPanelFloats * int64_t(sizeof(float));
+// Each panel's arithmetic hides the DRAM reads of the next (dot_block's
+// prefetch), all but the first: a thread's rows go in at least this many
+// panels so that a small matrix (K/V projections) is not one unhidden read.
+constexpr int64_t kMinPanels = 4;
 // Below this many activations, quantizing them on one thread beats waking
 // the pool for it.
 constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
@@ -49,7 +53,7 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   }
   const bool in_place = w.type == DType::F32;
   const int64_t stride = in_place ? k : round_up(k, 16);
-  const int64_t rows = panel_rows(stride * int64_t(sizeof(float)));
+  const int64_t rows = std::min(panel_rows(stride * int64_t(sizeof(float))), round_up(r1 - r0, kMinPanels * kRowUnit) / kMinPanels);
   float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(rows, r1 - r0) * stride));
   for (int64_t c0 = r0; c0 < r1; c0 += rows) {
     const int64_t c1 = std::min(r1, c0 + rows);
@@ -58,7 +62,10 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
       dequantize_rows(w, c0, c1 - c0, buffer, stride);
       panel = buffer;
     }
-    dot_block(panel, stride, c1 - c0, xt, k, t1 - t0, k, yt + c0, n_rows_total);
+    // The next panel's stored rows load while this one is multiplied.
+    const int64_t next_rows = std::min(r1, c1 + rows) - c1;
+    dot_block(panel, stride, c1 - c0, xt, k, t1 - t0, k, yt + c0, n_rows_total, w.row(c1),
+              next_rows * int64_t(w.row_bytes()));
   }
 }
 
