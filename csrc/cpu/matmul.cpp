@@ -25,10 +25,7 @@ constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // core here) next to the activations, so each row comes from memory once.
 constexpr int64_t kPanelFloats = 96 * 1024;
 constexpr int64_t kPanelBytes = kPanelFloats * int64_t(sizeof(float));
-// Each panel's arithmetic hides the DRAM reads of the next (dot_block's
-// prefetch), all but the first: a thread's rows go in at least this many
-// panels so that a small matrix (K/V projections) is not one unhidden read.
-constexpr int64_t kMinPanels = 4;
+constexpr int64_t kFirstPanelRows = 2 * kRowUnit;
 // Below this many activations, quantizing them on one thread beats waking
 // the pool for it.
 constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
@@ -53,19 +50,26 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   }
   const bool in_place = w.type == DType::F32;
   const int64_t stride = in_place ? k : round_up(k, 16);
-  const int64_t rows = std::min(panel_rows(stride * int64_t(sizeof(float))), round_up(r1 - r0, kMinPanels * kRowUnit) / kMinPanels);
-  float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(rows, r1 - r0) * stride));
-  for (int64_t c0 = r0; c0 < r1; c0 += rows) {
+  const int64_t max_rows = panel_rows(stride * int64_t(sizeof(float)));
+  float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(max_rows, r1 - r0) * stride));
+  // Each panel's tiles prefetch the next panel's stored rows, so its DRAM
+  // reads overlap this one's arithmetic. Only the first panel has nothing to
+  // hide its reads behind; it is small, and the panels double from there
+  // (a panel's tiles prefetch about one row each, for a batch of 32 two
+  // panels' worth) up to the size that stays in L2.
+  int64_t rows = std::min(max_rows, kFirstPanelRows);
+  for (int64_t c0 = r0; c0 < r1;) {
     const int64_t c1 = std::min(r1, c0 + rows);
     const float* panel = reinterpret_cast<const float*>(w.row(c0));
     if (!in_place) {
       dequantize_rows(w, c0, c1 - c0, buffer, stride);
       panel = buffer;
     }
-    // The next panel's stored rows load while this one is multiplied.
+    rows = std::min(max_rows, 2 * rows);
     const int64_t next_rows = std::min(r1, c1 + rows) - c1;
     dot_block(panel, stride, c1 - c0, xt, k, t1 - t0, k, yt + c0, n_rows_total, w.row(c1),
               next_rows * int64_t(w.row_bytes()));
+    c0 = c1;
   }
 }
 
