@@ -185,7 +185,7 @@ TEST(CpuDotKernels, TiledBlockEqualsSingleDotBitForBit) {
   std::mt19937 rng(7);
   for (int64_t k : {1, 2, 15, 16, 17, 31, 33, 64, 100, 576}) {
     for (int64_t rows : {1, 3, 5, 8, 16, 17, 21}) {
-      for (int64_t tokens : {1, 2, 3, 4, 5, 9}) {
+      for (int64_t tokens : {1, 2, 3, 4, 5, 6, 9, 13}) {
         const std::vector<float> w = random_floats(rng, size_t(rows * k)), x = random_floats(rng, size_t(tokens * k));
         std::vector<float> y(static_cast<size_t>(rows * tokens));
         cpu::dot_block(w.data(), k, rows, x.data(), k, tokens, k, y.data(), rows);
