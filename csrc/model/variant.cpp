@@ -11,13 +11,14 @@ namespace tidal {
 
 namespace {
 
-constexpr std::array<VariantSpec, 9> kVariants = {{
+constexpr std::array<VariantSpec, 10> kVariants = {{
     {"f32", DType::F32},
     {"f16", DType::F16},
     {"bf16", DType::BF16},
     {"int8", DType::I8},
     {"int8-rot", DType::I8, true},
     {"int8-g32", DType::I8_G32},
+    {"int8-g32-rot", DType::I8_G32, true},
     {"int4-g32", DType::I4_G32},
     {"int4-g64", DType::I4_G64},
     {"int4-g128", DType::I4_G128},

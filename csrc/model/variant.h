@@ -15,7 +15,7 @@
 namespace tidal {
 
 struct VariantSpec {
-  std::string name;  // "f32", "f16", "bf16", "int8", "int8-rot", "int8-g32", "int4-g32", "int4-g64", "int4-g128"
+  std::string name;  // "f32", "f16", "bf16", "int8", "int8-rot", "int8-g32", "int8-g32-rot", "int4-g32", "int4-g64", "int4-g128"
   DType matrix_type = DType::F32;
   // The weights are rotated first (model/rotation.h), so that the int8
   // activations meet no outlier channels.

@@ -94,8 +94,9 @@ TEST(Rotation, FfnBlockIsTheLargestPowerOfTwoDividingTheWidthUpTo512) {
 }
 
 // On the chat text's first 1024 tokens (measured: int8 0.884, int8-rot
-// 0.956 top-1 agreement with f32; mean KL 0.040 and 0.0067).
-TEST(Rotation, Int8OfRotatedSmolLM2FollowsTheBaseFarCloser) {
+// 0.956 top-1 agreement with f32; mean KL 0.040 and 0.0067). Rotation is
+// what lets per-channel int8 work at all.
+TEST(Rotation, Int8OfRotatedSmolLM2FollowsTheBaseCloser) {
   if (!std::filesystem::exists(smollm2_path())) GTEST_SKIP() << "run tools/setup_model.sh to install SmolLM2";
   TestModel m = load_test_model(smollm2_path(), smollm2_path());
   std::ifstream in(data_path("eval/chat.txt"));
@@ -112,6 +113,16 @@ TEST(Rotation, Int8OfRotatedSmolLM2FollowsTheBaseFarCloser) {
   EXPECT_GE(rotated.top1_agreement(), 0.94);
   EXPECT_GE(rotated.top1_agreement(), plain.top1_agreement() + 0.04);
   EXPECT_LT(rotated.mean_kl(), 0.5 * plain.mean_kl());
+
+  // With per-32 scales the outliers already have their own scales, so the
+  // rotation gains less, but still (measured on these 1024 tokens: top-1
+  // 0.960 -> 0.962, mean KL 0.0043 -> 0.0031).
+  const QualityTotals grouped = evaluate_variant(derive_variant(*m.model, *parse_variant("int8-g32")), f32,
+                                                 *m.backend, *m.pool, windows);
+  const QualityTotals grouped_rotated = evaluate_variant(derive_variant(*m.model, *parse_variant("int8-g32-rot")),
+                                                         f32, *m.backend, *m.pool, windows);
+  EXPECT_GE(grouped_rotated.top1_agreement(), grouped.top1_agreement());
+  EXPECT_LT(grouped_rotated.mean_kl(), 0.8 * grouped.mean_kl());
 }
 
 }  // namespace
