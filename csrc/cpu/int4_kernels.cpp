@@ -189,8 +189,8 @@ struct Int4Rows {
 
 template <int G>
 void run_tiles(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x, int64_t first_token,
-               int64_t n_tokens, float* y, int64_t y_stride, RowOrder order) {
-  for_each_int_tile(Int4Rows<G>(w, first_row, x, first_token, y, y_stride), n_rows, n_tokens, order);
+               int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep) {
+  for_each_int_tile(Int4Rows<G>(w, first_row, x, first_token, y, y_stride), n_rows, n_tokens, sweep);
 }
 
 #endif
@@ -198,7 +198,7 @@ void run_tiles(const Weight& w, int64_t first_row, int64_t n_rows, const Quantiz
 }  // namespace
 
 void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order) {
+                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, [[maybe_unused]] const RowSweep& sweep) {
 #if defined(TIDAL_CPU_SCALAR)
   const int64_t g = dtype_group_size(w.type), groups = dtype_scales_per_row(w.type, w.cols);
   for (int64_t t = 0; t < n_tokens; ++t) {
@@ -220,9 +220,9 @@ void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const Qua
   }
 #else
   switch (w.type) {
-    case DType::I4_G32: run_tiles<32>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, order); break;
-    case DType::I4_G64: run_tiles<64>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, order); break;
-    case DType::I4_G128: run_tiles<128>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, order); break;
+    case DType::I4_G32: run_tiles<32>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, sweep); break;
+    case DType::I4_G64: run_tiles<64>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, sweep); break;
+    case DType::I4_G128: run_tiles<128>(w, first_row, n_rows, x, first_token, n_tokens, y, y_stride, sweep); break;
     default: throw Error(ErrorCode::kInternal, "int4_dot_rows: " + std::string(dtype_name(w.type)) + " is not int4");
   }
 #endif

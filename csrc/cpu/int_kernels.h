@@ -37,15 +37,27 @@ enum class RowOrder {
   kPanel,   // neighbouring rows swept once per group of tokens: rows that stay in cache (prefill)
 };
 
+// How a call covers its rows: the order, and for a panel the bytes to pull
+// into L2 meanwhile, spread evenly over its tiles (the next panel's rows, so
+// their DRAM reads overlap this panel's arithmetic).
+struct RowSweep {
+  RowOrder order;
+  const uint8_t* prefetch = nullptr;
+  int64_t prefetch_bytes = 0;
+
+  RowSweep(RowOrder order, const uint8_t* prefetch = nullptr, int64_t prefetch_bytes = 0)  // NOLINT: implicit from an order
+      : order(order), prefetch(prefetch), prefetch_bytes(prefetch_bytes) {}
+};
+
 // y[t * y_stride + r] for rows [first_row, first_row + n_rows) of w and
 // tokens [first_token, first_token + n_tokens) of x (y points at the output
 // of the first row and token). Both orders give the same bits.
 void int8_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
+                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
 void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
+                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
 void int8_g32_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                       int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, RowOrder order);
+                       int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
 
 // The kernel above that multiplies weights of `type` (an integer format).
 using IntDotRows = decltype(&int8_dot_rows);

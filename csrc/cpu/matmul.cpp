@@ -25,12 +25,22 @@ constexpr int64_t kMinParallelMacs = int64_t(1) << 16;
 // core here) next to the activations, so each row comes from memory once.
 constexpr int64_t kPanelFloats = 96 * 1024;
 constexpr int64_t kPanelBytes = kPanelFloats * int64_t(sizeof(float));
-constexpr int64_t kFirstPanelRows = 2 * kRowUnit;
+constexpr int64_t kMinFirstPanelRows = 2 * kRowUnit;
 // Below this many activations, quantizing them on one thread beats waking
 // the pool for it.
 constexpr int64_t kMinParallelQuantize = int64_t(1) << 15;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Rows of a thread's first panel for n_tokens: small, because nothing hides
+// its DRAM reads, but not below n_tokens rows. Every panel re-reads all the
+// activations, and a row of weights is as large as a token's activations
+// in the same format (the F32 panel against F32 tokens, int8 codes against
+// int8 tokens), so a panel of fewer rows than tokens would move more
+// activation bytes than weight bytes: prefill starts at full size.
+int64_t first_panel_rows(int64_t n_tokens, int64_t max_rows) {
+  return std::min(max_rows, std::max(kMinFirstPanelRows, round_up(n_tokens, kRowUnit)));
+}
 
 // Rows in a panel of `row_bytes`-byte rows: whole row tiles, at least one.
 int64_t panel_rows(int64_t row_bytes) { return std::max(kRowUnit, kPanelBytes / row_bytes / kRowUnit * kRowUnit); }
@@ -57,7 +67,7 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   // hide its reads behind; it is small, and the panels double from there
   // (a panel's tiles prefetch about one row each, for a batch of 32 two
   // panels' worth) up to the size that stays in L2.
-  int64_t rows = std::min(max_rows, kFirstPanelRows);
+  int64_t rows = first_panel_rows(t1 - t0, max_rows);
   for (int64_t c0 = r0; c0 < r1;) {
     const int64_t c1 = std::min(r1, c0 + rows);
     const float* panel = reinterpret_cast<const float*>(w.row(c0));
@@ -83,9 +93,16 @@ void int_matmul_range(const Weight& w, const QuantizedActivations& xq, int64_t n
     dot_rows(w, r0, r1 - r0, xq, t0, t1 - t0, yt + r0, n_rows_total, RowOrder::kStream);
     return;
   }
-  const int64_t rows = panel_rows(int64_t(w.row_bytes()));
-  for (int64_t c0 = r0; c0 < r1; c0 += rows) {
-    dot_rows(w, c0, std::min(r1, c0 + rows) - c0, xq, t0, t1 - t0, yt + c0, n_rows_total, RowOrder::kPanel);
+  // Panels as in matmul_range: each prefetches the next, and they grow.
+  const int64_t max_rows = panel_rows(int64_t(w.row_bytes()));
+  int64_t rows = first_panel_rows(t1 - t0, max_rows);
+  for (int64_t c0 = r0; c0 < r1;) {
+    const int64_t c1 = std::min(r1, c0 + rows);
+    rows = std::min(max_rows, 2 * rows);
+    const int64_t next_rows = std::min(r1, c1 + rows) - c1;
+    dot_rows(w, c0, c1 - c0, xq, t0, t1 - t0, yt + c0, n_rows_total,
+             {RowOrder::kPanel, w.row(c1), next_rows * int64_t(w.row_bytes())});
+    c0 = c1;
   }
 }
 
