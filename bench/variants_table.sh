@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The table of docs/VARIANTS.md, from one command (never part of `make test`;
-# ~15 minutes on 2 cores):
+# ~18 minutes on 2 cores):
 #
 #   bench/variants_table.sh [BUILD=build] [THREADS=2]
 #
