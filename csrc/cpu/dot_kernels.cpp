@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "cpu/dequant_simd.h"
 #include "cpu/lane_sums.h"
+#include "cpu/panel_prefetch.h"
 #include "cpu/simd.h"
 #include "cpu/streaming_tiles.h"
 
@@ -32,7 +33,6 @@ namespace {
 // about kLanes accumulators in registers. Over cached panels the groups
 // are Isa::kPanelTokens wide.
 constexpr int kStreamTokens = 4;
-constexpr int64_t kCacheLine = 64;
 
 #if defined(TIDAL_CPU_AVX512)
 
@@ -145,8 +145,7 @@ template <int R, int T>
 // tile is w + r*ws and its outputs go to y + r*yr. Rows at or past nr
 // repeat the last valid row so the inner loop has no branches; their
 // results are dropped. Each full step also prefetches the cache line at
-// pf + 64 * step into L2 (see dot_block); with nothing to prefetch pf is
-// the activations, already in L1, so that costs no branch either.
+// pf + 64 * step into L2 (PanelPrefetch::take).
 template <int R, int T>
 void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_t k, float* y, int64_t ys,
           int64_t yr, const char* pf) {
@@ -172,7 +171,7 @@ void tile(const float* w, int64_t ws, int nr, const float* x, int64_t xs, int64_
     }
   };
   for (; i + kLanes <= k; i += kLanes) {
-    _mm_prefetch(pf + i / kLanes * kCacheLine, _MM_HINT_T1);
+    __builtin_prefetch(pf + i / kLanes * PanelPrefetch::kLine, 0, 2);
     step([](const float* p) { return Isa::load(p); });
   }
   if (i < k) {
@@ -229,27 +228,13 @@ void tile_decoded(const Weight& w, int64_t r0, int64_t step, int nr, const float
   store_tile<R, T>(acc, nr, y, ys, step);
 }
 
-// The bytes still to prefetch, a tile's worth at a time: one line per full
-// step of the tile's loop over k.
-struct Prefetch {
-  const char* next;
-  const char* end;
-
-  const char* take(int64_t k, const float* idle) {
-    if (next >= end) return reinterpret_cast<const char*>(idle);
-    const char* p = next;
-    next += k / kLanes * kCacheLine;
-    return p;
-  }
-};
-
 template <int T>
 void tile_rows(const float* w, int64_t ws, int64_t n_rows, const float* x, int64_t xs, int64_t k, float* y,
-               int64_t ys, Prefetch& prefetch) {
+               int64_t ys, PanelPrefetch& prefetch) {
   constexpr int R = Isa::tile_rows(T);
   for (int64_t r = 0; r < n_rows; r += R) {
     tile<R, T>(w + r * ws, ws, static_cast<int>(std::min<int64_t>(R, n_rows - r)), x, xs, k, y + r, ys, 1,
-               prefetch.take(k, x));
+               prefetch.take(k / kLanes, x));
   }
 }
 
@@ -297,7 +282,7 @@ void dot_block_decoded(const Weight& w, int64_t r0, int64_t n_rows, const float*
 
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
                int64_t k, float* y, int64_t y_stride, const void* prefetch, int64_t prefetch_bytes) {
-  Prefetch pending{static_cast<const char*>(prefetch), static_cast<const char*>(prefetch) + prefetch_bytes};
+  PanelPrefetch pending(prefetch, prefetch_bytes, 0);  // handed out with take(): no bursts
   for_each_token_group<Isa::kPanelTokens>(n_tokens, x, x_stride, y, y_stride, [&](auto t, const float* xt, float* yt) {
     tile_rows<decltype(t)::value>(w, w_stride, n_rows, xt, x_stride, k, yt, y_stride, pending);
   });

@@ -17,10 +17,9 @@ namespace tidal::cpu {
 
 // y[t*y_stride + r] = dot(x + t*x_stride, w + r*w_stride, k)
 // for r < n_rows and t < n_tokens. Register-tiled over rows and tokens.
-// Meanwhile it pulls prefetch_bytes at `prefetch` into L2, spread over its
-// first tiles: a caller sweeping panels of rows from memory names the next
-// panel, whose DRAM reads then overlap this one's arithmetic instead of
-// stalling the next call's first pass.
+// Meanwhile it pulls prefetch_bytes at `prefetch` into L2, a line per step
+// of its first tiles (cpu/panel_prefetch.h): a caller sweeping panels of
+// rows from memory names the next panel.
 void dot_block(const float* w, int64_t w_stride, int64_t n_rows, const float* x, int64_t x_stride, int64_t n_tokens,
                int64_t k, float* y, int64_t y_stride, const void* prefetch = nullptr, int64_t prefetch_bytes = 0);
 

@@ -198,7 +198,8 @@ void run_tiles(const Weight& w, int64_t first_row, int64_t n_rows, const Quantiz
 }  // namespace
 
 void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, [[maybe_unused]] const RowSweep& sweep) {
+                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride,
+                   [[maybe_unused]] const RowSweep& sweep) {
 #if defined(TIDAL_CPU_SCALAR)
   const int64_t g = dtype_group_size(w.type), groups = dtype_scales_per_row(w.type, w.cols);
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -109,7 +109,8 @@ struct Int8Rows {
 }  // namespace
 
 void int8_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
-                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, [[maybe_unused]] const RowSweep& sweep) {
+                   int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride,
+                   [[maybe_unused]] const RowSweep& sweep) {
 #if defined(TIDAL_CPU_SCALAR)
   const int64_t bytes = int64_t(w.row_bytes());
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -45,7 +45,8 @@ struct RowSweep {
   const uint8_t* prefetch = nullptr;
   int64_t prefetch_bytes = 0;
 
-  RowSweep(RowOrder order, const uint8_t* prefetch = nullptr, int64_t prefetch_bytes = 0)  // NOLINT: implicit from an order
+  // Implicit, so that a plain order is a sweep without prefetch.
+  RowSweep(RowOrder order, const uint8_t* prefetch = nullptr, int64_t prefetch_bytes = 0)
       : order(order), prefetch(prefetch), prefetch_bytes(prefetch_bytes) {}
 };
 

@@ -15,6 +15,7 @@
 
 #include "cpu/int_kernels.h"
 #include "cpu/lane_sums.h"
+#include "cpu/panel_prefetch.h"
 #include "cpu/streaming_tiles.h"
 
 namespace tidal::cpu {
@@ -25,32 +26,11 @@ namespace tidal::cpu {
 // one accumulator per (row, token) in registers.
 constexpr int kIntTileTokens = 4;
 
-// Pulls sweep.prefetch_bytes into L2 a burst of cache lines before each
-// panel tile, the bursts spread evenly over the tiles of the sweep.
-class PanelPrefetch {
- public:
-  PanelPrefetch(const RowSweep& sweep, int64_t n_tiles)
-      : next_(reinterpret_cast<const char*>(sweep.prefetch)),
-        end_(next_ + (sweep.prefetch ? sweep.prefetch_bytes : 0)),
-        burst_((sweep.prefetch_bytes / std::max<int64_t>(1, n_tiles) / kLine + 1) * kLine) {}
-
-  void issue() {
-    for (const char* stop = std::min(end_, next_ + burst_); next_ < stop; next_ += kLine) {
-      _mm_prefetch(next_, _MM_HINT_T1);
-    }
-  }
-
- private:
-  static constexpr int64_t kLine = 64;
-  const char* next_;
-  const char* end_;
-  int64_t burst_;
-};
-
 template <typename Kernel>
 void for_each_int_tile(const Kernel& kernel, int64_t n_rows, int64_t n_tokens, const RowSweep& sweep) {
   constexpr int kFullRows = Kernel::tile_rows(kIntTileTokens);
-  PanelPrefetch prefetch(sweep, (n_rows + kFullRows - 1) / kFullRows * ((n_tokens + kIntTileTokens - 1) / kIntTileTokens));
+  const int64_t n_tiles = (n_rows + kFullRows - 1) / kFullRows * ((n_tokens + kIntTileTokens - 1) / kIntTileTokens);
+  PanelPrefetch prefetch(sweep.prefetch, sweep.prefetch_bytes, n_tiles);
   auto rows = [&](auto tokens, int64_t t) {
     constexpr int T = decltype(tokens)::value;
     constexpr int R = Kernel::tile_rows(T);

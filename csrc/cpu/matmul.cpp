@@ -45,6 +45,24 @@ int64_t first_panel_rows(int64_t n_tokens, int64_t max_rows) {
 // Rows in a panel of `row_bytes`-byte rows: whole row tiles, at least one.
 int64_t panel_rows(int64_t row_bytes) { return std::max(kRowUnit, kPanelBytes / row_bytes / kRowUnit * kRowUnit); }
 
+// Calls panel(c0, c1, next_rows) for the panels covering rows [r0, r1):
+// each panel's tiles prefetch the next panel's stored rows (next_rows of
+// them, 0 after the last), so its DRAM reads overlap this one's
+// arithmetic. Only the first panel has nothing to hide its reads behind; it
+// is small (first_panel_rows), and the panels double from there (a panel's
+// tiles can prefetch about one row each: for a batch of 32, two panels'
+// worth) up to max_rows, the size that stays in L2.
+template <typename Panel>
+void for_each_panel(int64_t r0, int64_t r1, int64_t n_tokens, int64_t max_rows, Panel&& panel) {
+  int64_t rows = first_panel_rows(n_tokens, max_rows);
+  for (int64_t c0 = r0; c0 < r1;) {
+    const int64_t c1 = std::min(r1, c0 + rows);
+    rows = std::min(max_rows, 2 * rows);
+    panel(c0, c1, std::min(r1, c1 + rows) - c1);
+    c0 = c1;
+  }
+}
+
 // Rows [r0, r1) for tokens [t0, t1). With a few tokens the weights are
 // streamed once, decoded in registers; with more, they are taken a panel at
 // a time (F32 in place, other types dequantized into scratch) and every
@@ -62,25 +80,15 @@ void matmul_range(const Weight& w, const float* x, int64_t n_rows_total, int64_t
   const int64_t stride = in_place ? k : round_up(k, 16);
   const int64_t max_rows = panel_rows(stride * int64_t(sizeof(float)));
   float* buffer = in_place ? nullptr : scratch.get(size_t(std::min(max_rows, r1 - r0) * stride));
-  // Each panel's tiles prefetch the next panel's stored rows, so its DRAM
-  // reads overlap this one's arithmetic. Only the first panel has nothing to
-  // hide its reads behind; it is small, and the panels double from there
-  // (a panel's tiles prefetch about one row each, for a batch of 32 two
-  // panels' worth) up to the size that stays in L2.
-  int64_t rows = first_panel_rows(t1 - t0, max_rows);
-  for (int64_t c0 = r0; c0 < r1;) {
-    const int64_t c1 = std::min(r1, c0 + rows);
+  for_each_panel(r0, r1, t1 - t0, max_rows, [&](int64_t c0, int64_t c1, int64_t next_rows) {
     const float* panel = reinterpret_cast<const float*>(w.row(c0));
     if (!in_place) {
       dequantize_rows(w, c0, c1 - c0, buffer, stride);
       panel = buffer;
     }
-    rows = std::min(max_rows, 2 * rows);
-    const int64_t next_rows = std::min(r1, c1 + rows) - c1;
     dot_block(panel, stride, c1 - c0, xt, k, t1 - t0, k, yt + c0, n_rows_total, w.row(c1),
               next_rows * int64_t(w.row_bytes()));
-    c0 = c1;
-  }
+  });
 }
 
 // The same for integer weights, which the kernels read in place: a few
@@ -93,17 +101,10 @@ void int_matmul_range(const Weight& w, const QuantizedActivations& xq, int64_t n
     dot_rows(w, r0, r1 - r0, xq, t0, t1 - t0, yt + r0, n_rows_total, RowOrder::kStream);
     return;
   }
-  // Panels as in matmul_range: each prefetches the next, and they grow.
-  const int64_t max_rows = panel_rows(int64_t(w.row_bytes()));
-  int64_t rows = first_panel_rows(t1 - t0, max_rows);
-  for (int64_t c0 = r0; c0 < r1;) {
-    const int64_t c1 = std::min(r1, c0 + rows);
-    rows = std::min(max_rows, 2 * rows);
-    const int64_t next_rows = std::min(r1, c1 + rows) - c1;
+  for_each_panel(r0, r1, t1 - t0, panel_rows(int64_t(w.row_bytes())), [&](int64_t c0, int64_t c1, int64_t next_rows) {
     dot_rows(w, c0, c1 - c0, xq, t0, t1 - t0, yt + c0, n_rows_total,
              {RowOrder::kPanel, w.row(c1), next_rows * int64_t(w.row_bytes())});
-    c0 = c1;
-  }
+  });
 }
 
 // Calls range(r0, r1, t0, t1, thread) over a split of rows x tokens: on the

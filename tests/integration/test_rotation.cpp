@@ -15,8 +15,8 @@
 #include "engine/model_runner.h"
 #include "engine/variant_evaluator.h"
 #include "model/rotation.h"
-#include "parallel/parallel_config.h"
 #include "model/variant.h"
+#include "parallel/parallel_config.h"
 #include "support/test_models.h"
 
 namespace tidal::test {
