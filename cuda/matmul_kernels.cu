@@ -262,6 +262,9 @@ void matmul_rows(const Weight& w, const float* x, int n_tokens, float* y, cudaSt
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128:
+    case DType::W8A16_G32:
+    case DType::W4A16_G32:
+    case DType::W4A16_G128:
       throw Error(ErrorCode::kUnsupported, "matmul_rows: int8/int4 variants run on the CPU backend only");
   }
   check_launch("matmul_rows");

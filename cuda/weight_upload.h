@@ -23,7 +23,7 @@ struct DeviceWeight {
 };
 
 // Both uploads throw tidal::Error (kUnsupported) for the integer formats
-// (I8, I8_G32, I4_G*), which only the CPU backend runs.
+// (I8, I8_G32, I4_G*, W8A16_G32, W4A16_G*), which only the CPU backend runs.
 DeviceWeight upload_weight(const Weight& host);
 
 // Copies a host matrix into `device` (which has room for w.bytes()) and

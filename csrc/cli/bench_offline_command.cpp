@@ -195,7 +195,7 @@ void register_bench_offline_command(CLI::App& app) {
       ->check(CLI::Range(1, 100));
   cmd->add_option("--variant", o->variant,
                   "derive this variant from the loaded weights first: f32, f16, bf16, int8, int8-rot, int8-g32, int8-g32-rot, int4-g32, "
-                  "int4-g64, int4-g128 (% sgemm and % peak stay relative to F32 rates, so integer variants may pass 100%)")
+                  "int4-g64, int4-g128, w8a16-g32, w4a16-g32, w4a16-g128 (% sgemm and % peak stay relative to F32 rates, so integer variants may pass 100%)")
       ->check([](const std::string& name) {
         return parse_variant(name) ? std::string() : "unknown variant '" + name + "'";
       });

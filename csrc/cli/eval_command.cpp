@@ -211,7 +211,7 @@ void register_eval_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "model file (.gguf or llama2.c .bin)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer; default: the GGUF's own, or the one next to the model");
   cmd->add_option("-t,--threads", o->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
-  cmd->add_option("--variant", o->variant, "variant to evaluate: f32, f16, bf16, int8, int8-rot, int8-g32, int8-g32-rot, int4-g32, int4-g64, int4-g128")
+  cmd->add_option("--variant", o->variant, "variant to evaluate: f32, f16, bf16, int8, int8-rot, int8-g32, int8-g32-rot, int4-g32, int4-g64, int4-g128, w8a16-g32, w4a16-g32, w4a16-g128")
       ->required();
   cmd->add_option("--base", o->base, "reference variant (f32: the exact dequantization of the file)")
       ->capture_default_str();

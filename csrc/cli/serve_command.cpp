@@ -235,7 +235,7 @@ void register_serve_command(CLI::App& app) {
                   "model name(s) clients use (default: the --model argument); responses report the first");
   cmd->add_option("--variants", o->variants,
                   "also serve these variants of the model, derived from it at start-up (comma-separated: f32, f16, "
-                  "bf16, int8, int8-rot, int8-g32, int8-g32-rot, int4-g32, int4-g64, int4-g128), each as '<served name>:<variant>' with an engine of "
+                  "bf16, int8, int8-rot, int8-g32, int8-g32-rot, int4-g32, int4-g64, int4-g128, w8a16-g32, w4a16-g32, w4a16-g128), each as '<served name>:<variant>' with an engine of "
                   "its own (its own KV pool of --kv-cache-mb and --max-waiting queue); all engines share the "
                   "tokenizer and the --threads pool, taking turns step by step. One device only (no --tp/--pp/--dp)");
   cmd->add_option("--variant-profile", o->variant_profile,

@@ -137,7 +137,10 @@ void dequantize_row(DType type, const uint8_t* src, float* dst, int64_t n) {
     case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
-    case DType::I4_G128: reject_integer_format("dequantize_row", type);
+    case DType::I4_G128:
+    case DType::W8A16_G32:
+    case DType::W4A16_G32:
+    case DType::W4A16_G128: reject_integer_format("dequantize_row", type);
   }
 }
 
@@ -209,7 +212,10 @@ void quantize_row(DType type, const float* src, uint8_t* dst, int64_t n) {
     case DType::I8_G32:
     case DType::I4_G32:
     case DType::I4_G64:
-    case DType::I4_G128: reject_integer_format("quantize_row", type);
+    case DType::I4_G128:
+    case DType::W8A16_G32:
+    case DType::W4A16_G32:
+    case DType::W4A16_G128: reject_integer_format("quantize_row", type);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace tidal {
@@ -25,6 +26,15 @@ enum class DType : uint8_t {
   // two per byte (element 2i in the low nibble of byte i), one float scale
   // per group of G consecutive elements: Weight::scales is [rows][groups].
   I4_G32, I4_G64, I4_G128,
+  // Group-wise asymmetric integers multiplied by int16 activations (W8A16,
+  // W4A16): each group of G elements has a float scale d and offset m, and
+  // code c in [0, 255] (one byte each) or [0, 15] (two per byte, element 2i
+  // in the low nibble of byte i) decodes to m + d * c. Weight::scales is
+  // [rows][2 * groups]: a row's G-group scales d, then its offsets m. With
+  // d = (max - min) / (2^bits - 1) and m = min this repacks a GGUF Q4_1
+  // group (its own min and step) exactly, so on a Q4_1 base the only
+  // rounding left is the activations', which int16 makes negligible.
+  W8A16_G32, W4A16_G32, W4A16_G128,
 };
 
 // The integer formats pad every row to a multiple of this many elements
@@ -32,18 +42,27 @@ enum class DType : uint8_t {
 // activations are zero, which makes the padded weights' values irrelevant.
 constexpr int64_t kIntRowAlign = 64;
 
-constexpr bool dtype_is_int(DType t) {
-  return t == DType::I8 || t == DType::I8_G32 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128;
+// Whether a format's matmul multiplies int16 activations (W8A16_G32, W4A16_G*).
+constexpr bool dtype_is_a16(DType t) {
+  return t == DType::W8A16_G32 || t == DType::W4A16_G32 || t == DType::W4A16_G128;
 }
 
-// Elements per scale group of a group-wise integer format (I8_G32, I4_G*);
-// 0 for every other type, I8 included (one scale per row).
+constexpr bool dtype_is_int(DType t) {
+  return t == DType::I8 || t == DType::I8_G32 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128 ||
+         dtype_is_a16(t);
+}
+
+// Elements per scale group of a group-wise integer format (I8_G32, I4_G*,
+// W8A16_G32, W4A16_G*); 0 for every other type, I8 included (one scale per row).
 constexpr int dtype_group_size(DType t) {
   switch (t) {
     case DType::I8_G32:
-    case DType::I4_G32: return 32;
+    case DType::I4_G32:
+    case DType::W8A16_G32:
+    case DType::W4A16_G32: return 32;
     case DType::I4_G64: return 64;
-    case DType::I4_G128: return 128;
+    case DType::I4_G128:
+    case DType::W4A16_G128: return 128;
     default: return 0;
   }
 }
@@ -55,15 +74,22 @@ constexpr int64_t dtype_padded_cols(DType t, int64_t n) {
   return (n + unit - 1) / unit * unit;
 }
 
-// Scales per row: 1 for I8, padded cols / G for the group-wise formats, 0 otherwise.
+// Scales per row: 1 for I8, padded cols / G for the symmetric group-wise
+// formats, twice that for the asymmetric ones (scales, then offsets), 0 otherwise.
 constexpr int64_t dtype_scales_per_row(DType t, int64_t n) {
   if (t == DType::I8) return 1;
+  if (dtype_is_a16(t)) return 2 * (dtype_padded_cols(t, n) / dtype_group_size(t));
   if (dtype_group_size(t) > 0) return dtype_padded_cols(t, n) / dtype_group_size(t);
   return 0;
 }
 
-// Whether a format stores 4-bit codes, two per byte.
+// Whether a format is symmetric int4 (W4A8: I4_G*).
 constexpr bool dtype_is_int4(DType t) { return t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128; }
+
+// Whether a format stores 4-bit codes, two per byte (I4_G*, W4A16_G*).
+constexpr bool dtype_packs_nibbles(DType t) {
+  return dtype_is_int4(t) || t == DType::W4A16_G32 || t == DType::W4A16_G128;
+}
 
 // Number of elements per block (1 for plain types).
 constexpr int dtype_block_elems(DType t) {
@@ -85,10 +111,13 @@ constexpr int dtype_block_bytes(DType t) {
     case DType::Q4_0: return 2 + 16;      // f16 scale d, 32 x 4-bit (q-8)
     case DType::Q4_1: return 2 + 2 + 16;  // f16 scale d, f16 min m, 32 x 4-bit
     case DType::I8:
-    case DType::I8_G32: return 1;
+    case DType::I8_G32:
+    case DType::W8A16_G32: return 1;
     case DType::I4_G32:
     case DType::I4_G64:
-    case DType::I4_G128: return 0;  // half a byte: see dtype_row_bytes
+    case DType::I4_G128:
+    case DType::W4A16_G32:
+    case DType::W4A16_G128: return 0;  // half a byte: see dtype_row_bytes
   }
   return 0;
 }
@@ -96,8 +125,8 @@ constexpr int dtype_block_bytes(DType t) {
 // Bytes taken by a row of `n` elements; `n` must be a multiple of the block size.
 // For the integer formats, any `n`: the row is padded (dtype_padded_cols).
 constexpr size_t dtype_row_bytes(DType t, int64_t n) {
-  if (t == DType::I8 || t == DType::I8_G32) return static_cast<size_t>(dtype_padded_cols(t, n));
-  if (dtype_is_int4(t)) return static_cast<size_t>(dtype_padded_cols(t, n) / 2);
+  if (t == DType::I8 || t == DType::I8_G32 || t == DType::W8A16_G32) return static_cast<size_t>(dtype_padded_cols(t, n));
+  if (dtype_packs_nibbles(t)) return static_cast<size_t>(dtype_padded_cols(t, n) / 2);
   return static_cast<size_t>(n / dtype_block_elems(t)) * static_cast<size_t>(dtype_block_bytes(t));
 }
 
@@ -114,8 +143,23 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::I4_G32: return "int4-g32";
     case DType::I4_G64: return "int4-g64";
     case DType::I4_G128: return "int4-g128";
+    case DType::W8A16_G32: return "w8a16-g32";
+    case DType::W4A16_G32: return "w4a16-g32";
+    case DType::W4A16_G128: return "w4a16-g128";
   }
   return "?";
+}
+
+// Every integer format, in declaration order.
+inline constexpr DType kIntDTypes[] = {DType::I8,        DType::I8_G32,    DType::I4_G32,    DType::I4_G64,
+                                       DType::I4_G128,   DType::W8A16_G32, DType::W4A16_G32, DType::W4A16_G128};
+
+// The integer format whose dtype_name is `name`; nullopt for any other name.
+constexpr std::optional<DType> int_dtype_named(std::string_view name) {
+  for (DType t : kIntDTypes) {
+    if (dtype_name(t) == name) return t;
+  }
+  return std::nullopt;
 }
 
 }  // namespace tidal

@@ -121,6 +121,10 @@ void dequantize_rows(const Weight& w, int64_t first, int64_t n, float* dst, int6
       case DType::I4_G128:
         decode_i4_row(src, w.row_scales(first + i), dtype_group_size(w.type), out, w.cols);
         break;
+      // Only the embedding lookup decodes these rows (their matmul reads them in place).
+      case DType::W8A16_G32:
+      case DType::W4A16_G32:
+      case DType::W4A16_G128: dequantize_weight_row(w, first + i, out); break;
     }
 #endif
   }

@@ -307,6 +307,9 @@ void dot_block_weights(const Weight& w, int64_t first_row, int64_t n_rows, const
     case DType::I4_G32:
     case DType::I4_G64:
     case DType::I4_G128:
+    case DType::W8A16_G32:
+    case DType::W4A16_G32:
+    case DType::W4A16_G128:
       throw Error(ErrorCode::kInternal, "dot_block_weights: integer weights multiply int8 activations (int_kernels.h)");
   }
 }

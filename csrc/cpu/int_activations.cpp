@@ -28,14 +28,14 @@ float absmax(const float* x, int64_t cols) {
 // The codes of x[k .. k+16): round(x / divisor), ties away from zero (there
 // is no such rounding mode: truncate, then step away from zero when the
 // exact remainder is at least one half), clamped to +-127.
-__m512i codes_of(const float* x, int64_t k, int64_t cols, __m512 divisor) {
+__m512i codes_of(const float* x, int64_t k, int64_t cols, __m512 divisor, float code_max = kCodeMax) {
   if (k >= cols) return _mm512_setzero_si512();
   const __m512 v = _mm512_div_ps(load_x(x, k, cols), divisor);
   const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
   const __mmask16 away = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
   const __m512 unit = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
   const __m512 r = _mm512_mask_add_ps(t, away, t, unit);
-  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-kCodeMax)), _mm512_set1_ps(kCodeMax)));
+  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-code_max)), _mm512_set1_ps(code_max)));
 }
 
 int32_t write_i8(const float* x, int64_t cols, int64_t padded, __m512 divisor, int8_t* codes) {
@@ -106,7 +106,7 @@ float absmax(const float* x, int64_t cols) {
 }
 
 // As the AVX-512 codes_of, 8 at a time.
-__m256i codes_of(const float* x, int64_t k, int64_t cols, __m256 divisor) {
+__m256i codes_of(const float* x, int64_t k, int64_t cols, __m256 divisor, float code_max = kCodeMax) {
   if (k >= cols) return _mm256_setzero_si256();
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256 v = _mm256_div_ps(load_x(x, k, cols), divisor);
@@ -114,7 +114,7 @@ __m256i codes_of(const float* x, int64_t k, int64_t cols, __m256 divisor) {
   const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
   const __m256 unit = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
   const __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, unit));
-  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-kCodeMax)), _mm256_set1_ps(kCodeMax)));
+  return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-code_max)), _mm256_set1_ps(code_max)));
 }
 
 // The 32 codes of x[k .. k+32) as bytes in element order. The packs work
@@ -168,6 +168,13 @@ float absmax(const float* x, int64_t cols) {
   return m;
 }
 
+// x[k .. k+16) as int32 codes of at most code_max in magnitude.
+void codes16_of(const float* x, int64_t k, int64_t cols, float divisor, float code_max, int32_t* out) {
+  for (int64_t i = 0; i < 16; ++i) {
+    out[i] = k + i < cols ? static_cast<int32_t>(std::clamp(std::round(x[k + i] / divisor), -code_max, code_max)) : 0;
+  }
+}
+
 // Every format in element order; the scalar kernels need nothing else.
 void write_codes(const float* x, int64_t cols, int64_t padded, float divisor, int8_t* codes) {
   for (int64_t k = 0; k < cols; ++k) codes[k] = static_cast<int8_t>(std::clamp(std::round(x[k] / divisor), -kCodeMax, kCodeMax));
@@ -180,6 +187,40 @@ void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t*
 }
 
 #endif
+
+// W8A16_G32 / W4A16_G*: int16 codes of one token (layout in the header)
+// and the sum of each weight group's codes.
+void write_a16(DType weight_type, const float* x, int64_t cols, int64_t padded, float divisor, int16_t* codes,
+               float* group_sums, int64_t sum_slots) {
+  const float code_max = static_cast<float>(kA16CodeMax);
+  alignas(64) int32_t q[32];
+#if defined(TIDAL_CPU_SCALAR)
+  constexpr bool kSplit = false;
+#else
+  const bool kSplit = dtype_packs_nibbles(weight_type);
+#endif
+  const int64_t g = dtype_group_size(weight_type);
+  std::fill(group_sums, group_sums + sum_slots, 0.0f);
+  for (int64_t k = 0; k < padded; k += 32) {
+#if defined(TIDAL_CPU_AVX512)
+    const __m512 d = _mm512_set1_ps(divisor);
+    _mm512_store_si512(q, codes_of(x, k, cols, d, code_max));
+    _mm512_store_si512(q + 16, codes_of(x, k + 16, cols, d, code_max));
+#elif defined(TIDAL_CPU_AVX2)
+    const __m256 d = _mm256_set1_ps(divisor);
+    for (int i = 0; i < 4; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * i), codes_of(x, k + 8 * i, cols, d, code_max));
+#else
+    codes16_of(x, k, cols, divisor, code_max, q);
+    codes16_of(x, k + 16, cols, divisor, code_max, q + 16);
+#endif
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      codes[k + (kSplit ? (i % 2) * 16 + i / 2 : i)] = static_cast<int16_t>(q[i]);
+      sum += q[i];
+    }
+    group_sums[k / g] += static_cast<float>(sum);  // exact: |sum| <= 128 * 32767 < 2^24
+  }
+}
 
 // I8_G32: each block of kActivationBlock elements quantized with its own
 // scale, as quantize_activations does a whole token. Blocks wholly in the
@@ -205,6 +246,12 @@ ActivationLayout activation_layout(DType weight_type, int64_t cols) {
     l.correction_bytes = l.code_bytes / 8 * sizeof(int32_t);  // one lane per 8 codes
   }
 #endif
+  if (dtype_is_a16(weight_type)) {
+    l.code_bytes = padded * sizeof(int16_t);
+    l.group_sum_bytes = round_up(padded / size_t(dtype_group_size(weight_type)), size_t(kGroupSumAlign)) * sizeof(float);
+    l.stride = round_up(l.code_bytes + l.group_sum_bytes + sizeof(float) + sizeof(int32_t), 64);
+    return l;
+  }
   if (weight_type == DType::I8_G32) {
 #if defined(TIDAL_CPU_AVX512)
     l.correction_bytes = padded / 4 * sizeof(int32_t);  // one lane per 4 codes
@@ -229,6 +276,13 @@ void quantize_activations(DType weight_type, const ActivationLayout& layout, con
 #if defined(TIDAL_CPU_AVX512)
       write_i8_lane_corrections(codes, padded, reinterpret_cast<int32_t*>(dst + layout.code_bytes));
 #endif
+      continue;
+    }
+    if (dtype_is_a16(weight_type)) {
+      const float scale = absmax(xt, cols) / static_cast<float>(kA16CodeMax);
+      write_a16(weight_type, xt, cols, padded, scale != 0.0f ? scale : 1.0f, reinterpret_cast<int16_t*>(dst),
+                reinterpret_cast<float*>(dst + layout.code_bytes), int64_t(layout.group_sum_bytes / sizeof(float)));
+      std::memcpy(dst + layout.code_bytes + layout.group_sum_bytes, &scale, sizeof(scale));
       continue;
     }
     const float scale = absmax(xt, cols) / kCodeMax;

@@ -25,6 +25,16 @@
 // scales instead of a token scale and sum, and on AVX-512 -128 times the
 // sum of each 32-bit lane's 4 codes (the lane's offset correction: its
 // kernel, like I8's, multiplies the unsigned weight codes).
+//
+// W8A16_G32 and W4A16_G* weights take int16 activations instead: one scale
+// max|x| / 32767 per token and codes clamped to +-32767, by the same
+// rounding rule, so a token's outlier channels leave the others thousands
+// of levels. The codes are int16 in element order, except for W4A16 in the
+// SIMD builds: each block of 32 holds its 16 even elements, then its 16
+// odd ones (the low and high nibbles of the block's 16 weight bytes). Each
+// token keeps the exact sum of its codes in every weight group, as floats
+// zero-padded to a multiple of 16 groups: the kernels' offset term
+// (sum over groups of offset * that sum).
 #pragma once
 
 #include <cstddef>
@@ -46,6 +56,11 @@ constexpr int64_t kI4Chunk = 64;  // one 32-byte load of packed weights
 // group's integer dot product has one weight and one activation scale.
 constexpr int64_t kActivationBlock = 32;
 
+// Largest int16 activation code (W8A16_G32, W4A16_G*).
+constexpr int32_t kA16CodeMax = 32767;
+// The group sums of int16 activations are padded to a multiple of this many.
+constexpr int64_t kGroupSumAlign = 16;
+
 // Where each part of a token's quantized row sits: tokens are `stride`
 // bytes apart (a multiple of 64, so every token starts a cache line), and
 // within a token come the codes, the lane corrections, the block scales,
@@ -54,6 +69,7 @@ struct ActivationLayout {
   size_t code_bytes = 0;
   size_t correction_bytes = 0;   // 0 unless I4 in a SIMD build or I8_G32 on AVX-512
   size_t block_scale_bytes = 0;  // 0 unless I8_G32
+  size_t group_sum_bytes = 0;    // 0 unless W8A16_G32 or W4A16_G*
   size_t stride = 0;
 };
 
@@ -71,6 +87,11 @@ struct QuantizedActivations {
 
   const uint8_t* token(int64_t t) const { return data + size_t(t) * layout.stride; }
   const int8_t* codes(int64_t t) const { return reinterpret_cast<const int8_t*>(token(t)); }
+  const int16_t* codes16(int64_t t) const { return reinterpret_cast<const int16_t*>(token(t)); }
+  const float* group_sums(int64_t t) const {
+    return reinterpret_cast<const float*>(token(t) + layout.code_bytes + layout.correction_bytes +
+                                          layout.block_scale_bytes);
+  }
   const int32_t* neg_corrections(int64_t t) const {
     return reinterpret_cast<const int32_t*>(token(t) + layout.code_bytes);
   }
@@ -90,7 +111,7 @@ struct QuantizedActivations {
 
  private:
   const uint8_t* token_scale_at(int64_t t) const {
-    return token(t) + layout.code_bytes + layout.correction_bytes + layout.block_scale_bytes;
+    return token(t) + layout.code_bytes + layout.correction_bytes + layout.block_scale_bytes + layout.group_sum_bytes;
   }
 };
 

@@ -1,6 +1,7 @@
 // Integer matmul kernels: weights in I8 or I8_G32 (W8A8) or I4_G* (W4A8)
 // times activations quantized per token, or per block of 32 for I8_G32
-// (cpu/int_activations.h).
+// (cpu/int_activations.h); W8A16_G32 and W4A16_G* times int16 activations
+// have their own order (cpu/a16_kernels.cpp).
 //
 //   I8:     y = scale_x * scale_w[row] * float(sum_k q_w[k] * q_x[k])
 //   I4_G:   y = scale_x * sum over groups g of scale_w[g] * float(sum_{k in g} q_w[k] * q_x[k])
@@ -59,12 +60,16 @@ void int4_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const Qua
                    int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
 void int8_g32_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
                        int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
+// W8A16_G32 and W4A16_G* (cpu/a16_kernels.cpp has the order of its sums).
+void a16_dot_rows(const Weight& w, int64_t first_row, int64_t n_rows, const QuantizedActivations& x,
+                  int64_t first_token, int64_t n_tokens, float* y, int64_t y_stride, const RowSweep& sweep);
 
 // The kernel above that multiplies weights of `type` (an integer format).
 using IntDotRows = decltype(&int8_dot_rows);
 inline IntDotRows int_dot_rows_for(DType type) {
   if (type == DType::I8) return int8_dot_rows;
   if (type == DType::I8_G32) return int8_g32_dot_rows;
+  if (dtype_is_a16(type)) return a16_dot_rows;
   return int4_dot_rows;
 }
 

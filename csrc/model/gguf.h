@@ -62,7 +62,10 @@ std::optional<uint32_t> ggml_type_of(DType type);
 // Weight::data does, and `<name>` + kScaleSuffix of type F32 and shape
 // [scales per row, rows] holding Weight::scales. A matrix's logical column
 // count follows from the llama.* hyper-parameters, as for every other type.
+// kQuantVocabTypeKey, when present, names another integer format for the
+// token embedding and LM head (the W4A16 variants keep those at 8 bits).
 inline constexpr const char* kQuantTypeKey = "tidal.quant.type";
+inline constexpr const char* kQuantVocabTypeKey = "tidal.quant.vocab_type";
 inline constexpr const char* kQuantRowAlignKey = "tidal.quant.row_align";
 inline constexpr const char* kScaleSuffix = ".scale";
 

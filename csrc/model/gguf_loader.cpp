@@ -25,7 +25,9 @@ struct GgufStorage final : WeightStorage {
 
 class LlamaReader {
  public:
-  LlamaReader(const GgufFile& file, const std::string& path) : file_(file), path_(path), int_format_(int_format()) {}
+  LlamaReader(const GgufFile& file, const std::string& path)
+      : file_(file), path_(path), int_format_(int_format(kQuantTypeKey)),
+        vocab_int_format_(file.has(kQuantVocabTypeKey) ? int_format(kQuantVocabTypeKey) : int_format_) {}
 
   bool is_int_variant() const { return int_format_.has_value(); }
 
@@ -46,10 +48,13 @@ class LlamaReader {
     return *t;
   }
 
-  // ggml shape [ne0, ne1] is ne1 rows of ne0 contiguous elements.
-  Weight matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  // ggml shape [ne0, ne1] is ne1 rows of ne0 contiguous elements. The
+  // vocabulary matrices (token embedding, LM head) may have their own
+  // integer format.
+  Weight matrix(const std::string& name, int64_t rows, int64_t cols, bool vocabulary = false) const {
     const GgufTensorInfo& t = tensor(name);
-    if (int_format_) return int_matrix(t, *int_format_, rows, cols);
+    const std::optional<DType>& format = vocabulary ? vocab_int_format_ : int_format_;
+    if (format) return int_matrix(t, *format, rows, cols);
     reject_raw_bytes(t);
     check_shape(t, cols, rows);
     return Weight{t.type, rows, cols, t.data};
@@ -72,21 +77,25 @@ class LlamaReader {
     return static_cast<int>(v);
   }
 
-  // The integer format named by tidal.quant.type; nullopt for ordinary files.
-  std::optional<DType> int_format() const {
-    if (!file_.has(kQuantTypeKey)) return std::nullopt;
-    const std::string name = file_.get_string(kQuantTypeKey);
-    const std::optional<VariantSpec> spec = parse_variant(name);
-    if (!spec || !dtype_is_int(spec->matrix_type)) {
-      fail(ErrorCode::kUnsupported, std::string(kQuantTypeKey) + " '" + name +
-                                        "' is not an integer format this build reads (int8, int8-g32, int4-g32, int4-g64, int4-g128)");
+  // The integer format named by `key` (tidal.quant.type or .vocab_type);
+  // nullopt for ordinary files.
+  std::optional<DType> int_format(const char* key) const {
+    if (!file_.has(key)) return std::nullopt;
+    if (!file_.has(kQuantTypeKey)) fail(ErrorCode::kCorrupt, std::string(key) + " without " + kQuantTypeKey);
+    const std::string name = file_.get_string(key);
+    const std::optional<DType> type = int_dtype_named(name);
+    if (!type) {
+      std::string known;
+      for (DType t : kIntDTypes) known += (known.empty() ? "" : ", ") + std::string(dtype_name(t));
+      fail(ErrorCode::kUnsupported,
+           std::string(key) + " '" + name + "' is not an integer format this build reads (" + known + ")");
     }
     const int64_t align = file_.get_int(kQuantRowAlignKey, 0);
     if (align != kIntRowAlign) {
       fail(ErrorCode::kUnsupported, std::string(kQuantRowAlignKey) + " is " + std::to_string(align) +
                                         " but this build pads integer rows to " + std::to_string(kIntRowAlign));
     }
-    return spec->matrix_type;
+    return type;
   }
 
   // Codes [row bytes, rows] as ggml I8 plus F32 scales [scales per row, rows].
@@ -131,6 +140,7 @@ class LlamaReader {
   const GgufFile& file_;
   const std::string& path_;
   std::optional<DType> int_format_;
+  std::optional<DType> vocab_int_format_;
 };
 
 ModelConfig read_config(const GgufFile& file, const LlamaReader& r, const std::string& path) {
@@ -185,7 +195,7 @@ Model load_gguf(const std::string& path, const LoadOptions& options) {
   const int64_t q_dim = static_cast<int64_t>(c.n_heads) * c.head_dim;
   const int64_t kv_dim = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
 
-  model.token_embedding = r.matrix("token_embd.weight", c.vocab_size, c.dim);
+  model.token_embedding = r.matrix("token_embd.weight", c.vocab_size, c.dim, true);
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights& layer = model.layers.emplace_back();
@@ -200,7 +210,7 @@ Model load_gguf(const std::string& path, const LoadOptions& options) {
     layer.w_down = r.matrix(p + "ffn_down.weight", c.dim, c.hidden_dim);
   }
   model.final_norm = r.norm("output_norm.weight", c.dim);
-  model.lm_head = c.tied_embeddings ? model.token_embedding : r.matrix("output.weight", c.vocab_size, c.dim);
+  model.lm_head = c.tied_embeddings ? model.token_embedding : r.matrix("output.weight", c.vocab_size, c.dim, true);
 
   model.storage.push_back(std::make_unique<GgufStorage>(std::move(file)));
   if (options.dequantize_to_f32) {

@@ -57,12 +57,18 @@ void set_storage_keys(GgufWriter& w, const Model& model, const VariantProvenance
   if (!has_ggml_blocks) {
     w.remove("general.quantization_version");
   }
-  for (const char* key : {kQuantTypeKey, kQuantRowAlignKey, kVariantKey, kVariantBaseKey, kVariantDerivationKey}) {
+  for (const char* key :
+       {kQuantTypeKey, kQuantVocabTypeKey, kQuantRowAlignKey, kVariantKey, kVariantBaseKey, kVariantDerivationKey}) {
     w.remove(key);
   }
-  const std::optional<VariantSpec> spec = parse_variant(storage);
-  if (spec && dtype_is_int(spec->matrix_type)) {
-    w.set_string(kQuantTypeKey, storage);
+  // An integer file names its layers' format, and its vocabulary matrices'
+  // when they differ (check_int_storage made sure both are integer formats).
+  const DType layer_type = model.layers.empty() ? model.token_embedding.type : model.layers[0].wq.type;
+  if (dtype_is_int(layer_type)) {
+    w.set_string(kQuantTypeKey, std::string(dtype_name(layer_type)));
+    if (model.token_embedding.type != layer_type) {
+      w.set_string(kQuantVocabTypeKey, std::string(dtype_name(model.token_embedding.type)));
+    }
     w.set_u32(kQuantRowAlignKey, static_cast<uint32_t>(kIntRowAlign));
   }
   if (model.config.ffn_hadamard_block > 0) {
@@ -75,12 +81,22 @@ void set_storage_keys(GgufWriter& w, const Model& model, const VariantProvenance
   w.set_string(kVariantDerivationKey, provenance.derivation);
 }
 
-bool has_int_matrix(const Model& model) {
-  bool any = dtype_is_int(model.token_embedding.type) || dtype_is_int(model.lm_head.type);
+// A file with integer matrices records one format for the layers and one
+// for the vocabulary matrices (set_storage_keys), so it can hold nothing else.
+void check_int_storage(const Model& model, const std::string& path) {
+  const DType vocab = model.token_embedding.type;
+  const DType layer = model.layers.empty() ? vocab : model.layers[0].wq.type;
+  bool any = dtype_is_int(vocab) || dtype_is_int(model.lm_head.type), uniform = model.lm_head.type == vocab;
   for (const LayerWeights& l : model.layers) {
-    for (const Weight* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) any = any || dtype_is_int(m->type);
+    for (const Weight* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      any = any || dtype_is_int(m->type);
+      uniform = uniform && m->type == layer;
+    }
   }
-  return any;
+  if (any && !(uniform && dtype_is_int(vocab) && dtype_is_int(layer))) {
+    throw Error(ErrorCode::kInvalidArgument, path + ": integer-format matrices must have one type in the layers and "
+                                                    "one (also an integer format) in the embedding and LM head to be written");
+  }
 }
 
 void add_norm(GgufWriter& w, const std::string& name, const std::vector<float>& v) {
@@ -105,9 +121,7 @@ void add_matrix(GgufWriter& w, const std::string& name, const Weight& m) {
 void write_model_gguf(const Model& model, const GgufFile* source, const VariantProvenance& provenance,
                       const std::string& path) {
   // describe_storage joins distinct types with '+'.
-  if (describe_storage(model).find('+') != std::string::npos && has_int_matrix(model)) {
-    throw Error(ErrorCode::kInvalidArgument, path + ": integer-format matrices must all have one type to be written");
-  }
+  check_int_storage(model, path);
   GgufWriter w;
   if (source != nullptr) {
     w.copy_metadata(*source);

@@ -11,7 +11,7 @@ namespace tidal {
 
 namespace {
 
-constexpr std::array<VariantSpec, 10> kVariants = {{
+const std::array<VariantSpec, 13> kVariants = {{
     {"f32", DType::F32},
     {"f16", DType::F16},
     {"bf16", DType::BF16},
@@ -22,6 +22,9 @@ constexpr std::array<VariantSpec, 10> kVariants = {{
     {"int4-g32", DType::I4_G32},
     {"int4-g64", DType::I4_G64},
     {"int4-g128", DType::I4_G128},
+    {"w8a16-g32", DType::W8A16_G32},
+    {"w4a16-g32", DType::W4A16_G32, false, DType::W8A16_G32},
+    {"w4a16-g128", DType::W4A16_G128, false, DType::W8A16_G32},
 }};
 
 std::string accepted_names() {
@@ -101,7 +104,8 @@ Model derive_variant(const Model& base, const VariantSpec& spec) {
   out.lm_head = base.lm_head;
   const bool tied = base.lm_head.data == base.token_embedding.data;
   for_each_matrix(out, [&](Weight& w) {
-    auto converted = quantize_matrix(w, spec.matrix_type);
+    const bool vocabulary = w.data == base.token_embedding.data || w.data == base.lm_head.data;
+    auto converted = quantize_matrix(w, vocabulary ? spec.embedding_matrix_type() : spec.matrix_type);
     w = converted->view;
     out.storage.push_back(std::move(converted));
   });
@@ -125,6 +129,14 @@ std::string derivation_text(const VariantSpec& spec, const std::string& base_sto
     case DType::I8: return "int8 per-output-channel symmetric (scale max|w|/127 per row), int8 activations per token" + from;
     case DType::I8_G32:
       return "int8 group-32 symmetric (scale max|w|/127 per 32 weights), int8 activations per block of 32" + from;
+    case DType::W8A16_G32:
+      return "int8 group-32 asymmetric (offset min, scale (max-min)/255 per 32 weights), int16 activations per token" +
+             from;
+    case DType::W4A16_G32:
+    case DType::W4A16_G128:
+      return "int4 group-" + std::to_string(dtype_group_size(spec.matrix_type)) +
+             " asymmetric (offset min, scale (max-min)/15 per group; embedding and LM head int8 group-32 "
+             "asymmetric), int16 activations per token" + from;
     default:
       return "int4 group-" + std::to_string(dtype_group_size(spec.matrix_type)) +
              " symmetric (scale max|w|/7 per group), int8 activations per token" + from;

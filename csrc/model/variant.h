@@ -15,11 +15,17 @@
 namespace tidal {
 
 struct VariantSpec {
-  std::string name;  // "f32", "f16", "bf16", "int8", "int8-rot", "int8-g32", "int8-g32-rot", "int4-g32", "int4-g64", "int4-g128"
+  std::string name;  // "f32", ..., "int4-g128", "w8a16-g32", "w4a16-g32", "w4a16-g128"
   DType matrix_type = DType::F32;
   // The weights are rotated first (model/rotation.h), so that the int8
   // activations meet no outlier channels.
   bool rotated = false;
+  // The token embedding's and the LM head's format when it is not
+  // matrix_type: the W4A16 variants keep it at 8 bits, as llama.cpp's Q4
+  // files keep theirs at Q8_0 or above, because every logit reads it.
+  std::optional<DType> embedding_type = std::nullopt;
+
+  DType embedding_matrix_type() const { return embedding_type.value_or(matrix_type); }
 };
 
 // The seed of the rotation every rotated variant uses: one fixed rotation,

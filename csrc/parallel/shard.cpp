@@ -30,7 +30,7 @@ Weight rows_of(const Weight& w, int64_t begin, int64_t end) {
 }
 
 // Columns [begin, end) of row r of an integer-format w, re-padded as
-// quantize_matrix pads (code 128 or 8, scale 0 for groups past the end):
+// quantize_matrix pads (code 128, 8 or 0, scale and offset 0 for groups past the end):
 // padding multiplies zero activations, but a shard should hold the same
 // bytes as a matrix quantized at its own width. The scales stay those of
 // the full row, so every kept element decodes to the same value.
@@ -45,16 +45,21 @@ void copy_int_columns(const Weight& w, int64_t r, int64_t begin, int64_t end, ui
   }
   const int64_t g = dtype_group_size(w.type);
   const int64_t kept = (n + g - 1) / g, total = padded / g;
-  std::memcpy(scales, w.row_scales(r) + begin / g, size_t(kept) * sizeof(float));
-  std::fill(scales + kept, scales + total, 0.0f);
-  if (w.type == DType::I8_G32) {
+  // The asymmetric formats hold a row's scales, then its offsets (core/dtype.h).
+  const int64_t arrays = dtype_is_a16(w.type) ? 2 : 1, src_groups = dtype_scales_per_row(w.type, w.cols) / arrays;
+  for (int64_t a = 0; a < arrays; ++a) {
+    std::memcpy(scales + a * total, w.row_scales(r) + a * src_groups + begin / g, size_t(kept) * sizeof(float));
+    std::fill(scales + a * total + kept, scales + (a + 1) * total, 0.0f);
+  }
+  const uint8_t pad = dtype_is_a16(w.type) ? 0 : (dtype_packs_nibbles(w.type) ? 8 : 128);  // the code of 0
+  if (!dtype_packs_nibbles(w.type)) {
     std::memcpy(dst, src + begin, size_t(n));
-    std::memset(dst + n, 128, size_t(padded - n));
+    std::memset(dst + n, pad, size_t(padded - n));
     return;
   }
   std::memcpy(dst, src + begin / 2, size_t(n + 1) / 2);  // begin is even: a whole group
-  if (n % 2 == 1) dst[n / 2] = static_cast<uint8_t>((dst[n / 2] & 0x0f) | 0x80);  // the next shard's element
-  std::memset(dst + (n + 1) / 2, 0x88, size_t(padded - n) / 2);
+  if (n % 2 == 1) dst[n / 2] = static_cast<uint8_t>((dst[n / 2] & 0x0f) | (pad << 4));  // the next shard's element
+  std::memset(dst + (n + 1) / 2, pad | (pad << 4), size_t(padded - n) / 2);
 }
 
 // Columns [begin, end) of every row of w, copied into storage owned by

@@ -1,4 +1,5 @@
-// The integer matmul path (W8A8 for int8 and int8-g32, W4A8 for int4-g*): the kernels
+// The integer matmul path (W8A8 for int8 and int8-g32, W4A8 for int4-g*,
+// W8A16 and W4A16 for w8a16-g32 and w4a16-g*): the kernels
 // against a float64 product of the very same integers, against the float
 // product of the unquantized weights within a derived quantization bound,
 // batch invariance, the SIMD dequantizer, tensor-parallel shards of integer
@@ -30,7 +31,7 @@ namespace tidal::test {
 namespace {
 
 constexpr double kUnitRoundoff = 0x1p-24;
-constexpr DType kIntTypes[] = {DType::I8, DType::I8_G32, DType::I4_G32, DType::I4_G64, DType::I4_G128};
+constexpr auto& kIntTypes = kIntDTypes;  // every integer format
 constexpr int64_t kCols[] = {1, 7, 63, 65, 172, 576, 1000};
 
 std::string label(DType type, int64_t rows, int64_t cols, int n) {
@@ -73,7 +74,8 @@ QuantizedMatrix random_quantized(std::mt19937& rng, DType type, int64_t rows, in
 
 // The activation quantization the kernels promise (cpu/int_activations.h),
 // written out independently: scale max|x| / 127 per token (per block of 32
-// for int8-g32), round half away from zero.
+// for int8-g32; max|x| / 32767 per token for the A16 formats), round half
+// away from zero.
 struct ReferenceTokens {
   std::vector<int> codes;  // [token][cols]
   std::vector<float> scales;  // [token][blocks]
@@ -87,35 +89,42 @@ ReferenceTokens quantize_reference(DType type, const std::vector<float>& x, int 
   ReferenceTokens r;
   r.block = type == DType::I8_G32 ? cpu::kActivationBlock : cols;
   r.blocks = (cols + r.block - 1) / r.block;
+  const float code_max = dtype_is_a16(type) ? float(cpu::kA16CodeMax) : 127.0f;
   for (int t = 0; t < n; ++t) {
     for (int64_t b0 = 0; b0 < cols; b0 += r.block) {
       const float* xb = x.data() + t * cols + b0;
       const int64_t len = std::min(r.block, cols - b0);
       float amax = 0.0f;
       for (int64_t k = 0; k < len; ++k) amax = std::max(amax, std::fabs(xb[k]));
-      const float scale = amax / 127.0f;
+      const float scale = amax / code_max;
       r.scales.push_back(scale);
       for (int64_t k = 0; k < len; ++k) {
         const float q = scale != 0.0f ? std::round(xb[k] / scale) : 0.0f;
-        r.codes.push_back(int(std::clamp(q, -127.0f, 127.0f)));
+        r.codes.push_back(int(std::clamp(q, -code_max, code_max)));
       }
     }
   }
   return r;
 }
 
-// Element k of row r: its signed integer weight and the scale it is under.
+// Element k of row r: its integer weight q and the scale and offset it is
+// under (it decodes to scale * q + offset; the offset is 0 but for the
+// asymmetric A16 formats, whose q is the unsigned code).
 struct IntElement {
   int q;
   float scale;
+  float offset = 0.0f;
 };
 
 IntElement element(const Weight& w, int64_t r, int64_t k) {
   const uint8_t* row = w.row(r);
-  if (w.type == DType::I8) return {int(row[k]) - 128, w.row_scales(r)[0]};
-  if (w.type == DType::I8_G32) return {int(row[k]) - 128, w.row_scales(r)[k / dtype_group_size(w.type)]};
-  const int code = k % 2 == 0 ? row[k / 2] & 0x0f : row[k / 2] >> 4;
-  return {code - 8, w.row_scales(r)[k / dtype_group_size(w.type)]};
+  const float* s = w.row_scales(r);
+  if (w.type == DType::I8) return {int(row[k]) - 128, s[0]};
+  const int64_t g = dtype_group_size(w.type);
+  if (w.type == DType::I8_G32) return {int(row[k]) - 128, s[k / g]};
+  const int code = !dtype_packs_nibbles(w.type) ? row[k] : k % 2 == 0 ? row[k / 2] & 0x0f : row[k / 2] >> 4;
+  if (dtype_is_a16(w.type)) return {code, s[k / g], s[dtype_scales_per_row(w.type, w.cols) / 2 + k / g]};
+  return {code - 8, s[k / g]};
 }
 
 // The exact product the kernels compute, in float64 from the same integers
@@ -130,17 +139,20 @@ IntProduct int_product(const Weight& w, int64_t r, const int* q, const Reference
   IntProduct p;
   const int64_t group = w.type == DType::I8 ? w.cols : dtype_group_size(w.type);
   for (int64_t g0 = 0; g0 < w.cols; g0 += group) {
-    int64_t dot = 0, abs_dot = 0;
-    double scale = 0;
+    int64_t dot = 0, abs_dot = 0, sum = 0, abs_sum = 0;
+    double scale = 0, offset = 0;
     for (int64_t k = g0; k < std::min(w.cols, g0 + group); ++k) {
       const IntElement e = element(w, r, k);
       dot += int64_t(e.q) * q[k];
       abs_dot += std::abs(int64_t(e.q) * q[k]);
+      sum += q[k];
+      abs_sum += std::abs(q[k]);
       scale = e.scale;
+      offset = e.offset;
     }
     const double sx = ref.scale_at(t, g0);
-    p.value += scale * sx * double(dot);
-    p.magnitude += std::fabs(scale) * sx * double(abs_dot);
+    p.value += (scale * double(dot) + offset * double(sum)) * sx;
+    p.magnitude += (std::fabs(scale) * double(abs_dot) + std::fabs(offset) * double(abs_sum)) * sx;
   }
   return p;
 }
@@ -154,11 +166,13 @@ IntProduct int_product(const Weight& w, int64_t r, const int* q, const Reference
 // term is rounded at most D = cols/32 + 6 times, so the error is within
 // D u times the sum of the terms' magnitudes, doubled for slack. I8_G32
 // rounds as I4 does, plus the product of the two scales: within the same
-// bound. All are
+// bound. The A16 formats round each group's integer sum when converting it,
+// then add one fused multiply-add per group and one per 16 (8) groups'
+// offsets: within the same bound with cols/32 + 8 roundings. All are
 // about 1e-6 of the magnitude or less for these shapes.
 double kernel_bound(const Weight& w, const IntProduct& p) {
   if (w.type == DType::I8) return 4 * kUnitRoundoff * std::fabs(p.value);
-  const double depth = double(dtype_padded_cols(w.type, w.cols)) / 32 + 6;
+  const double depth = double(dtype_padded_cols(w.type, w.cols)) / 32 + (dtype_is_a16(w.type) ? 8 : 6);
   return 2 * depth * kUnitRoundoff * p.magnitude;
 }
 
@@ -169,7 +183,7 @@ double exact_product(const std::vector<float>& m, int64_t r, const float* x, int
   return s;
 }
 
-// Quantization error bound. With w = w~ + dw (w~ = s_w q_w, |dw| <= s_w/2,
+// Quantization error bound. With w = w~ + dw (w~ = s_w q_w + offset, |dw| <= s_w/2,
 // s_w the scale of w's row or group) and x = x~ + dx (|dx| <= s_x/2):
 //   w x - w~ x~ = w~ dx + dw x~ + dw dx,
 // so |y_exact - y_int| <= sum_k |w~_k| s_x/2 + s_w(k)/2 |x~_k| + s_w(k) s_x/4,
@@ -179,7 +193,7 @@ double quantization_bound(const Weight& w, int64_t r, const int* q, const Refere
   for (int64_t k = 0; k < w.cols; ++k) {
     const IntElement e = element(w, r, k);
     const float sx = ref.scale_at(t, k);
-    const double w_deq = double(e.scale) * e.q, x_deq = double(sx) * q[k];
+    const double w_deq = double(e.scale) * e.q + e.offset, x_deq = double(sx) * q[k];
     bound += std::fabs(w_deq) * sx / 2 + double(e.scale) / 2 * std::fabs(x_deq) + double(e.scale) * sx / 4;
   }
   return bound;
@@ -247,6 +261,49 @@ TEST(IntActivations, Int8G32ScalesEachBlockOfThirtyTwo) {
     if (k >= 32 && k < 36) want = want1[size_t(k - 32)];
     if (k >= 96 && k < 100) want = want3[size_t(k - 96)];
     EXPECT_EQ(int(q.codes(0)[k]), want) << "element " << k;
+  }
+}
+
+// The A16 formats quantize a whole token to int16 by max|x| / 32767 with the
+// same rounding, and keep each weight group's code sum: W8A16 in element
+// order on every ISA, W4A16 (SIMD builds) with each block of 32 split into
+// its even elements, then its odd ones, to meet the weight nibbles.
+TEST(IntActivations, A16CodesAreInt16PerTokenWithGroupSums) {
+  constexpr int64_t cols = 100;  // padded to 128: groups of 32 are 0..3, of 128 just 0
+  std::vector<float> x(static_cast<size_t>(cols));
+  for (int64_t k = 0; k < cols; ++k) x[size_t(k)] = float(k % 7) - 3.0f + 0.5f;  // ties at every element
+  x[5] = 32767.0f;  // scale exactly 1
+  x[6] = -32766.5f;
+  for (DType type : {DType::W8A16_G32, DType::W4A16_G32, DType::W4A16_G128}) {
+    SCOPED_TRACE(dtype_name(type));
+    const cpu::ActivationLayout layout = cpu::activation_layout(type, cols);
+    std::vector<uint8_t> buffer(layout.stride + 64);
+    uint8_t* aligned = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+    cpu::quantize_activations(type, layout, x.data(), cols, 0, 1, aligned);
+    const cpu::QuantizedActivations q{layout, aligned};
+    EXPECT_EQ(q.scale(0), 1.0f);
+    const int64_t padded = dtype_padded_cols(type, cols), g = dtype_group_size(type);
+    std::vector<int> want(size_t(padded), 0);
+    for (int64_t k = 0; k < cols; ++k) want[size_t(k)] = int(std::round(x[size_t(k)]));  // half away from zero
+    EXPECT_EQ(want[0], -3);  // -2.5
+    EXPECT_EQ(want[6], -32767);
+#if defined(TIDAL_CPU_SCALAR)
+    const bool split = false;
+#else
+    const bool split = dtype_packs_nibbles(type);
+#endif
+    for (int64_t k = 0; k < padded; ++k) {
+      const int64_t at = split ? k / 32 * 32 + (k % 2) * 16 + (k % 32) / 2 : k;
+      EXPECT_EQ(int(q.codes16(0)[at]), want[size_t(k)]) << "element " << k;
+    }
+    for (int64_t group = 0; group < padded / g; ++group) {
+      int64_t sum = 0;
+      for (int64_t k = group * g; k < (group + 1) * g; ++k) sum += want[size_t(k)];
+      EXPECT_EQ(q.group_sums(0)[group], float(sum)) << "group " << group;
+    }
+    for (int64_t group = padded / g; group < int64_t(layout.group_sum_bytes / sizeof(float)); ++group) {
+      EXPECT_EQ(q.group_sums(0)[group], 0.0f) << "padding group " << group;
+    }
   }
 }
 
@@ -645,13 +702,13 @@ TEST(IntVariants, Stories260KAgreesWithTheF32ModelsGreedyTokens) {
   TestModel m = load_stories();
   const auto golden = read_json(data_path("stories260K/golden.json"));
   const int total = 64 * int(golden["cases"].size());
-  for (const char* name : {"int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128"}) {
+  for (const char* name : {"int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128", "w8a16-g32", "w4a16-g32", "w4a16-g128"}) {
     const Model variant = derive_variant(*m.model, *parse_variant(name));
     Model weights_only = derive_variant(*m.model, *parse_variant(name));
     convert_weights_to_f32(weights_only);
     const int agree = next_token_agreement(variant, *m.backend, golden);
     const int agree_weights_only = next_token_agreement(weights_only, *m.backend, golden);
-    const bool w8 = std::string(name).starts_with("int8");
+    const bool w8 = std::string(name).starts_with("int8") || std::string(name).starts_with("w8");
     EXPECT_GE(agree, w8 ? total * 93 / 100 : total * 65 / 100) << name;
     EXPECT_GE(agree, agree_weights_only - total / 50) << name;
 
