@@ -162,7 +162,8 @@ TEST_F(VariantFile, SmolLM2F16FileKeepsMetadataAndGeneratesLikeInMemoryF16) {
 TEST_F(VariantFile, IntegerVariantsRoundTripBitForBit) {
   const Model base = load_model(kStoriesBin);
   const auto tokenizer = load_tokenizer(kStoriesTok);
-  for (const char* variant : {"int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128"}) {
+  for (const char* variant :
+       {"int8", "int8-g32", "int4-g32", "int4-g64", "int4-g128", "w8a16-g32", "w4a16-g32", "w4a16-g128"}) {
     SCOPED_TRACE(variant);
     const std::string out = path(std::string("stories-") + variant + ".gguf");
     const Model in_memory = write_variant(base, nullptr, variant, out);
@@ -171,6 +172,13 @@ TEST_F(VariantFile, IntegerVariantsRoundTripBitForBit) {
 
     const auto file = GgufFile::open(out);
     EXPECT_EQ(file->get_string("tidal.quant.type"), variant);
+    // The W4A16 variants keep their vocabulary matrices at 8 bits, and say so.
+    const bool w4a16 = std::string(variant).starts_with("w4a16");
+    EXPECT_EQ(file->has("tidal.quant.vocab_type"), w4a16);
+    if (w4a16) {
+      EXPECT_EQ(file->get_string("tidal.quant.vocab_type"), "w8a16-g32");
+    }
+    EXPECT_EQ(loaded.token_embedding.type, w4a16 ? DType::W8A16_G32 : loaded.layers[0].wq.type);
     EXPECT_EQ(file->get_int("tidal.quant.row_align", 0), kIntRowAlign);
     EXPECT_FALSE(file->has("general.file_type")) << "no llama.cpp file type describes tidal's integer formats";
     const GgufTensorInfo* codes = file->find_tensor("blk.0.ffn_down.weight");

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dequantize.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cpu/cpu_backend.h"
@@ -453,6 +454,42 @@ TEST(IntDequantize, RowsAndEmbedEqualTheReferenceDecoder) {
       cpu.embed(m.view(), ids.data(), int(ids.size()), embedded.data());
       for (size_t i = 0; i < ids.size(); ++i) {
         ASSERT_TRUE(same_bits(embedded.data() + i * cols, want.data() + ids[i] * cols, size_t(cols))) << "id " << i;
+      }
+    }
+  }
+}
+
+// The asymmetric formats repack a GGUF Q4_1 row (an f16 step d and minimum
+// m per 32 weights, codes 0..15 that reach both 0 and 15) exactly: the
+// group's minimum is m and its range 15 d, so every code comes back (times
+// 17 in 8 bits) and each weight decodes to d q + m up to the rounding of
+// recomputing d from the range (a few units in the last place).
+TEST(IntDequantize, AsymmetricFormatsRepackQ4_1Exactly) {
+  std::mt19937 rng(18);
+  constexpr int64_t rows = 6, cols = 576;
+  const std::vector<float> source = random_matrix(rng, rows, cols);
+  std::vector<uint8_t> q4_1(size_t(rows) * dtype_row_bytes(DType::Q4_1, cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    quantize_row(DType::Q4_1, source.data() + r * cols, q4_1.data() + r * dtype_row_bytes(DType::Q4_1, cols), cols);
+  }
+  const Weight base{DType::Q4_1, rows, cols, q4_1.data()};
+  for (DType type : {DType::W8A16_G32, DType::W4A16_G32}) {
+    SCOPED_TRACE(dtype_name(type));
+    const auto repacked = quantize_matrix(base, type);
+    std::vector<float> want(static_cast<size_t>(cols)), got(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_weight_row(base, r, want.data());
+      dequantize_weight_row(repacked->view, r, got.data());
+      for (int64_t k = 0; k < cols; ++k) {
+        const IntElement e = element(repacked->view, r, k);
+        const float group_max = *std::max_element(want.begin() + k / 32 * 32, want.begin() + k / 32 * 32 + 32);
+        const float group_min = *std::min_element(want.begin() + k / 32 * 32, want.begin() + k / 32 * 32 + 32);
+        const float step = (group_max - group_min) / 15.0f;
+        if (step == 0.0f) continue;  // the all-zero row: scale 0
+        const int code = int(std::lround((want[size_t(k)] - group_min) / step));
+        ASSERT_EQ(e.q, type == DType::W8A16_G32 ? 17 * code : code) << "row " << r << " element " << k;
+        ASSERT_NEAR(got[size_t(k)], want[size_t(k)], 4 * kUnitRoundoff * (std::fabs(group_min) + std::fabs(group_max)))
+            << "row " << r << " element " << k;
       }
     }
   }
