@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The table of docs/VARIANTS.md, from one command (never part of `make test`;
-# ~18 minutes on 2 cores):
+# ~23 minutes on 2 cores):
 #
 #   bench/variants_table.sh [BUILD=build] [THREADS=2]
 #
@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 
 SMOL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 STORIES=tests/data/stories260K/stories260K.bin
-VARIANTS="f32 f16 bf16 int8 int8-rot int8-g32 int8-g32-rot int4-g32 int4-g64 int4-g128"
+VARIANTS="f32 f16 bf16 int8 int8-rot int8-g32 int8-g32-rot int4-g32 int4-g64 int4-g128 w8a16-g32 w4a16-g32 w4a16-g128"
 
 row() {  # model-name model-path text variant
   local name=$1 model=$2 text=$3 variant=$4 tag="$1-$4-$(basename "$3" .txt)"

@@ -12,9 +12,9 @@ It needs the llama-cpp-python binding (import llama_cpp) and a built tidal
    repository's Q4_1 SmolLM2, so F16 here is the Q4_1 weights dequantized).
 2. Checks that llama.cpp loads that file and, fed the same prompt ids,
    generates the same greedy tokens as tidal does from it (exit 1 if not).
-3. llama_cpp.llama_model_quantize makes Q8_0 and Q4_0 GGUFs from the F16
-   one (llama.cpp's own recipes: Q4_0 keeps the tied embedding/output at a
-   higher-precision type, as llama.cpp always does).
+3. llama_cpp.llama_model_quantize makes Q8_0, Q4_0 and Q4_1 GGUFs from the
+   F16 one (llama.cpp's own recipes: Q4_0 and Q4_1 keep the tied
+   embedding/output at a higher-precision type, as llama.cpp always does).
 4. Decode tok/s at batch 1: greedy, a 16-token prompt, 128 generated tokens,
    best of 3, with --threads threads. llama.cpp: the prompt is evaluated
    first and only the decode loop (llama_decode of one token plus argmax
@@ -24,7 +24,9 @@ It needs the llama-cpp-python binding (import llama_cpp) and a built tidal
    through variant files written by `tidal quantize`.
 5. Prints a table and the ratios tidal int8 / llama.cpp Q8_0, tidal
    int8-g32 / llama.cpp Q8_0 (the same grouping of scales), tidal
-   int4-g128 / llama.cpp Q4_0 and tidal int8 / tidal f32.
+   w8a16-g32 / llama.cpp Q8_0, tidal int4-g128 / llama.cpp Q4_0, tidal
+   w4a16-g32 / llama.cpp Q4_1 (both a scale and an offset per 32 weights)
+   and tidal int8 / tidal f32.
 
 Timings on a shared machine are noisy; compare runs from one invocation.
 """
@@ -44,7 +46,7 @@ CHECK_PROMPT = "The capital of France is"
 PROMPT_TOKENS = 16
 GEN_TOKENS = 128
 REPEATS = 3
-TIDAL_VARIANTS = ["f32", "f16", "int8", "int8-g32", "int4-g128"]
+TIDAL_VARIANTS = ["f32", "f16", "int8", "int8-g32", "int4-g128", "w8a16-g32", "w4a16-g32"]
 
 
 def parse_args():
@@ -175,6 +177,7 @@ def main():
 
     q8 = llama_quantize(llama_cpp, f16, llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q8_0", args.threads)
     q4 = llama_quantize(llama_cpp, f16, llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "q4_0", args.threads)
+    q4_1 = llama_quantize(llama_cpp, f16, llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1, "q4_1", args.threads)
 
     # A fixed 16-token prompt, tokenized by tidal.
     bench_prompt, _ = tidal_generate_ids(args, f16, PROMPT, 1)
@@ -182,7 +185,7 @@ def main():
     assert len(bench_prompt) == PROMPT_TOKENS, "the benchmark prompt is shorter than 16 tokens"
 
     rows = []  # (engine, weights, file MiB or None, tok/s)
-    for name, path in [("F16", f16), ("Q8_0", q8), ("Q4_0", q4)]:
+    for name, path in [("F16", f16), ("Q8_0", q8), ("Q4_0", q4), ("Q4_1", q4_1)]:
         rate = llama_decode_tok_s(llama_cpp, path, bench_prompt, args.threads)
         rows.append(("llama.cpp", name, mib(path), rate))
         print(f"llama.cpp {name}: {rate:.1f} tok/s", flush=True)
@@ -210,7 +213,9 @@ def main():
     print()
     for label, a, b in [("tidal int8 / llama.cpp Q8_0", ("tidal", "int8"), ("llama.cpp", "Q8_0")),
                         ("tidal int8-g32 / llama.cpp Q8_0", ("tidal", "int8-g32"), ("llama.cpp", "Q8_0")),
+                        ("tidal w8a16-g32 / llama.cpp Q8_0", ("tidal", "w8a16-g32"), ("llama.cpp", "Q8_0")),
                         ("tidal int4-g128 / llama.cpp Q4_0", ("tidal", "int4-g128"), ("llama.cpp", "Q4_0")),
+                        ("tidal w4a16-g32 / llama.cpp Q4_1", ("tidal", "w4a16-g32"), ("llama.cpp", "Q4_1")),
                         ("tidal int8 / tidal f32", ("tidal", "int8"), ("tidal", "f32"))]:
         print(f"{label:<34} {rate[a] / rate[b]:.2f}x")
 

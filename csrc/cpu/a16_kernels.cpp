@@ -12,12 +12,15 @@
 //
 // Order, fixed per (row, token) whatever tile computes it: each group's D_g
 // lanes (int32, exact) are converted to float and multiplied by d_g into
-// the float accumulator lanes, group after group; then the offsets m_g
-// times S_g, 16 groups (8 on AVX2) to a vector, into the same lanes; the
-// lanes are added by the halving tree of cpu/lane_sums.h and the sum
-// multiplied by scale_x. A 4-bit group's 16 bytes widen to 16 int16 whose
-// low nibbles are the even elements and high nibbles the odd ones, which
-// is how the activations of those formats are stored.
+// the float accumulator lanes, group after group (on AVX-512 two groups of
+// 32 at once, in lanes 0-7 and 8-15 of one vector, which saves a convert
+// and a multiply-add per group); then the offsets m_g times S_g, 16 groups
+// (8 on AVX2) to a vector, into the same lanes; the lanes are added by the
+// halving tree of cpu/lane_sums.h and the sum multiplied by scale_x. The
+// activations are laid out so that the weights need no shuffle across
+// lanes (cpu/int_activations.h): 32 bytes of 4-bit codes widen to 32 int16
+// whose low nibbles are a chunk's even elements and high nibbles its odd
+// ones; 8-bit codes are taken 16 bytes at a time.
 //
 // Same tuning as dot_kernels.cpp, for the same reason: Zen tuning folds a
 // load into every multiply-add that uses an operand.
@@ -33,8 +36,6 @@
 namespace tidal::cpu {
 
 namespace {
-
-constexpr int64_t kSubBlock = 32;  // elements per widened weight load
 
 #if !defined(TIDAL_CPU_SCALAR)
 
@@ -55,28 +56,54 @@ struct A16Rows {
       : codes(w.row(first_row)), row_bytes(w.row_bytes()), params(w.row_scales(first_row)),
         groups(dtype_scales_per_row(w.type, w.cols) / 2), x(x), token0(first_token), y(y), ys(ys) {}
 
-  static constexpr int64_t kSubBlockBytes = kNibbles ? kSubBlock / 2 : kSubBlock;
+  static constexpr int64_t kChunkBytes = kNibbles ? kA16Chunk / 2 : kA16Chunk;
+  // Elements per float step: a group, or for groups of 32 a chunk of two
+  // (their scales fill one vector's lanes).
+  static constexpr int64_t kStep = G > kA16Chunk ? G : kA16Chunk;
 
 #if defined(TIDAL_CPU_AVX512)
   static constexpr int tile_rows(int tokens) { return 4; }
 
-  // Sub-block s of a row as 32 int16 in the activations' order.
-  [[gnu::always_inline]] static __m512i widen(const uint8_t* row, int64_t s) {
+  // Chunk c of a row as two vectors of 32 int16, matching the activations'
+  // two halves of the chunk (cpu/int_activations.h).
+  struct Pair {
+    __m512i a, b;
+  };
+  [[gnu::always_inline]] static Pair widen(const uint8_t* row, int64_t c) {
+    const uint8_t* p = row + c * kChunkBytes;
     if constexpr (kNibbles) {
-      const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * kSubBlockBytes)));
-      const __m256i lo = _mm256_and_si256(b, _mm256_set1_epi16(0x0f)), hi = _mm256_srli_epi16(b, 4);
-      return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      return {_mm512_and_si512(b, _mm512_set1_epi16(0x0f)), _mm512_srli_epi16(b, 4)};
     } else {
-      return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + s * kSubBlockBytes)));
+      auto quarters = [&](int first, int second) {
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * first));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * second));
+        return _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
+      };
+      return {quarters(0, 2), quarters(1, 3)};
     }
   }
 
-  [[gnu::always_inline]] static __m512i dot_add(__m512i acc, __m512i w, const int16_t* xs) {
+  [[gnu::always_inline]] static __m512i dot_add(__m512i acc, const Pair& w, const int16_t* xs) {
 #if defined(__AVX512VNNI__)
-    return _mm512_dpwssd_epi32(acc, w, _mm512_loadu_si512(xs));
+    acc = _mm512_dpwssd_epi32(acc, w.a, _mm512_loadu_si512(xs));
+    return _mm512_dpwssd_epi32(acc, w.b, _mm512_loadu_si512(xs + 32));
 #else
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(w, _mm512_loadu_si512(xs)));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(w.a, _mm512_loadu_si512(xs)));
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(w.b, _mm512_loadu_si512(xs + 32)));
 #endif
+  }
+
+  // The scale of each lane for step s: lanes 0-7 hold the first group of
+  // a two-group chunk and lanes 8-15 the second.
+  [[gnu::always_inline]] static __m512 step_scales(const float* d, int64_t s) {
+    if constexpr (G > kA16Chunk) {
+      return _mm512_set1_ps(d[s]);
+    } else {
+      const __m512i group_of_lane = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+      const __m128 pair = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(d + 2 * s)));
+      return _mm512_permutexvar_ps(group_of_lane, _mm512_castps128_ps512(pair));
+    }
   }
 
   // The offsets term: 16 groups at a time, the last masked to the row's groups.
@@ -87,26 +114,52 @@ struct A16Rows {
     }
     return acc;
   }
+
+  template <int R, int T>
+  [[gnu::always_inline]] void steps(const uint8_t* const (&rows)[R], const float* const (&row_params)[R],
+                                    const int16_t* const (&xs)[T], FloatVec (&acc)[R][T]) const {
+    constexpr int64_t kChunks = kStep / kA16Chunk;
+    const int64_t n_steps = groups * G / kStep;
+    for (int64_t s = 0; s < n_steps; ++s) {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        IntVec dot[T];
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) dot[j] = IntVec{};
+#pragma GCC unroll 2
+        for (int64_t c = 0; c < kChunks; ++c) {
+          const Pair w = widen(rows[r], s * kChunks + c);
+#pragma GCC unroll 4
+          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + (s * kChunks + c) * kA16Chunk);
+        }
+        const __m512 d = step_scales(row_params[r], s);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[j]), d, acc[r][j]);
+      }
+    }
+  }
 #else
   // 16 ymm registers: the float accumulators, a group's int sums and the weights.
   static constexpr int tile_rows(int tokens) { return tokens == 1 ? 4 : 2; }
 
+  // The 32 elements of half h of chunk c as two vectors of 16 int16, which
+  // meet the activations at c * 64 + 16 h and c * 64 + 32 + 16 h.
   struct Pair {
     __m256i a, b;
   };
-  [[gnu::always_inline]] static Pair widen(const uint8_t* row, int64_t s) {
+  [[gnu::always_inline]] static Pair widen(const uint8_t* row, int64_t c, int64_t h) {
+    const auto* p = reinterpret_cast<const __m128i*>(row + c * kChunkBytes + h * kChunkBytes / 2);
     if constexpr (kNibbles) {
-      const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s * kSubBlockBytes)));
+      const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(p));
       return {_mm256_and_si256(b, _mm256_set1_epi16(0x0f)), _mm256_srli_epi16(b, 4)};
     } else {
-      const auto* p = reinterpret_cast<const __m128i*>(row + s * kSubBlockBytes);
       return {_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), _mm256_cvtepu8_epi16(_mm_loadu_si128(p + 1))};
     }
   }
 
   [[gnu::always_inline]] static __m256i dot_add(__m256i acc, const Pair& w, const int16_t* xs) {
     const __m256i lo = _mm256_madd_epi16(w.a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs)));
-    const __m256i hi = _mm256_madd_epi16(w.b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 16)));
+    const __m256i hi = _mm256_madd_epi16(w.b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 32)));
     return _mm256_add_epi32(acc, _mm256_add_epi32(lo, hi));
   }
 
@@ -116,6 +169,31 @@ struct A16Rows {
       acc = _mm256_fmadd_ps(mv, _mm256_loadu_ps(sums + g), acc);
     }
     return acc;
+  }
+
+  // One float step per group: its halves of 32 (G / 32 of them) go into one int sum.
+  template <int R, int T>
+  [[gnu::always_inline]] void steps(const uint8_t* const (&rows)[R], const float* const (&row_params)[R],
+                                    const int16_t* const (&xs)[T], FloatVec (&acc)[R][T]) const {
+    constexpr int64_t kHalves = G / 32;
+    for (int64_t g = 0; g < groups; ++g) {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        IntVec dot[T];
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) dot[j] = IntVec{};
+#pragma GCC unroll 4
+        for (int64_t i = 0; i < kHalves; ++i) {
+          const int64_t half = g * kHalves + i, c = half / 2, h = half % 2;
+          const Pair w = widen(rows[r], c, h);
+#pragma GCC unroll 4
+          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + c * kA16Chunk + 16 * h);
+        }
+        const __m256 d = _mm256_set1_ps(row_params[r][g]);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; ++j) acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j]), d, acc[r][j]);
+      }
+    }
   }
 #endif
 
@@ -136,30 +214,7 @@ struct A16Rows {
 #pragma GCC unroll 4
       for (int j = 0; j < T; ++j) acc[r][j] = FloatVec{};
     }
-    constexpr int64_t kSubs = G / kSubBlock;
-    for (int64_t g = 0; g < groups; ++g) {
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        IntVec dot[T];
-#pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) dot[j] = IntVec{};
-#pragma GCC unroll 4
-        for (int64_t s = 0; s < kSubs; ++s) {
-          const auto w = widen(rows[r], g * kSubs + s);
-#pragma GCC unroll 4
-          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + (g * kSubs + s) * kSubBlock);
-        }
-#if defined(TIDAL_CPU_AVX512)
-        const __m512 d = _mm512_set1_ps(row_params[r][g]);
-#pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[j]), d, acc[r][j]);
-#else
-        const __m256 d = _mm256_set1_ps(row_params[r][g]);
-#pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j]), d, acc[r][j]);
-#endif
-      }
-    }
+    steps<R, T>(rows, row_params, xs, acc);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4

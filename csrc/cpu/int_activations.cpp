@@ -188,37 +188,43 @@ void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t*
 
 #endif
 
+#if !defined(TIDAL_CPU_SCALAR)
+// Where element i of a chunk of kA16Chunk sits in the activations of a
+// SIMD build (the header has why).
+int64_t a16_position(bool nibbles, int64_t i) {
+  if (nibbles) return (i % 2) * 32 + i / 2;
+  constexpr int64_t kQuarterAt[4] = {0, 2, 1, 3};
+  return kQuarterAt[i / 16] * 16 + i % 16;
+}
+#endif
+
 // W8A16_G32 / W4A16_G*: int16 codes of one token (layout in the header)
 // and the sum of each weight group's codes.
 void write_a16(DType weight_type, const float* x, int64_t cols, int64_t padded, float divisor, int16_t* codes,
                float* group_sums, int64_t sum_slots) {
   const float code_max = static_cast<float>(kA16CodeMax);
-  alignas(64) int32_t q[32];
-#if defined(TIDAL_CPU_SCALAR)
-  constexpr bool kSplit = false;
-#else
-  const bool kSplit = dtype_packs_nibbles(weight_type);
-#endif
+  alignas(64) int32_t q[kA16Chunk];
+  [[maybe_unused]] const bool nibbles = dtype_packs_nibbles(weight_type);
   const int64_t g = dtype_group_size(weight_type);
   std::fill(group_sums, group_sums + sum_slots, 0.0f);
-  for (int64_t k = 0; k < padded; k += 32) {
+  for (int64_t k = 0; k < padded; k += kA16Chunk) {
 #if defined(TIDAL_CPU_AVX512)
     const __m512 d = _mm512_set1_ps(divisor);
-    _mm512_store_si512(q, codes_of(x, k, cols, d, code_max));
-    _mm512_store_si512(q + 16, codes_of(x, k + 16, cols, d, code_max));
+    for (int i = 0; i < 4; ++i) _mm512_store_si512(q + 16 * i, codes_of(x, k + 16 * i, cols, d, code_max));
 #elif defined(TIDAL_CPU_AVX2)
     const __m256 d = _mm256_set1_ps(divisor);
-    for (int i = 0; i < 4; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * i), codes_of(x, k + 8 * i, cols, d, code_max));
+    for (int i = 0; i < 8; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * i), codes_of(x, k + 8 * i, cols, d, code_max));
 #else
-    codes16_of(x, k, cols, divisor, code_max, q);
-    codes16_of(x, k + 16, cols, divisor, code_max, q + 16);
+    for (int i = 0; i < 4; ++i) codes16_of(x, k + 16 * i, cols, divisor, code_max, q + 16 * i);
 #endif
-    int32_t sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      codes[k + (kSplit ? (i % 2) * 16 + i / 2 : i)] = static_cast<int16_t>(q[i]);
-      sum += q[i];
+    for (int64_t i = 0; i < kA16Chunk; ++i) {
+#if defined(TIDAL_CPU_SCALAR)
+      codes[k + i] = static_cast<int16_t>(q[i]);
+#else
+      codes[k + a16_position(nibbles, i)] = static_cast<int16_t>(q[i]);
+#endif
+      group_sums[(k + i) / g] += static_cast<float>(q[i]);  // exact: |sum| <= 128 * 32767 < 2^24
     }
-    group_sums[k / g] += static_cast<float>(sum);  // exact: |sum| <= 128 * 32767 < 2^24
   }
 }
 

@@ -29,11 +29,16 @@
 // W8A16_G32 and W4A16_G* weights take int16 activations instead: one scale
 // max|x| / 32767 per token and codes clamped to +-32767, by the same
 // rounding rule, so a token's outlier channels leave the others thousands
-// of levels. The codes are int16 in element order, except for W4A16 in the
-// SIMD builds: each block of 32 holds its 16 even elements, then its 16
-// odd ones (the low and high nibbles of the block's 16 weight bytes). Each
-// token keeps the exact sum of its codes in every weight group, as floats
-// zero-padded to a multiple of 16 groups: the kernels' offset term
+// of levels. The codes are int16, in element order in the scalar build; in
+// the SIMD builds each chunk of kA16Chunk elements is reordered so that a
+// 32-code vector holds 16 elements of each of the chunk's two halves (two
+// groups of 32, whose scales then share one vector):
+//   - W4A16: the chunk's 32 even elements, then its 32 odd ones, which are
+//     the low and high nibbles of its 32 weight bytes;
+//   - W8A16: elements 0-15, 32-47, 16-31, 48-63, which two 16-byte pieces
+//     of the weight row each give.
+// Each token keeps the exact sum of its codes in every weight group, as
+// floats zero-padded to a multiple of 16 groups: the kernels' offset term
 // (sum over groups of offset * that sum).
 #pragma once
 
@@ -56,8 +61,10 @@ constexpr int64_t kI4Chunk = 64;  // one 32-byte load of packed weights
 // group's integer dot product has one weight and one activation scale.
 constexpr int64_t kActivationBlock = 32;
 
-// Largest int16 activation code (W8A16_G32, W4A16_G*).
+// Largest int16 activation code (W8A16_G32, W4A16_G*), and the elements of
+// the chunks their SIMD layout reorders (kIntRowAlign: rows are whole chunks).
 constexpr int32_t kA16CodeMax = 32767;
+constexpr int64_t kA16Chunk = 64;
 // The group sums of int16 activations are padded to a multiple of this many.
 constexpr int64_t kGroupSumAlign = 16;
 

@@ -266,9 +266,9 @@ TEST(IntActivations, Int8G32ScalesEachBlockOfThirtyTwo) {
 }
 
 // The A16 formats quantize a whole token to int16 by max|x| / 32767 with the
-// same rounding, and keep each weight group's code sum: W8A16 in element
-// order on every ISA, W4A16 (SIMD builds) with each block of 32 split into
-// its even elements, then its odd ones, to meet the weight nibbles.
+// same rounding, and keep each weight group's code sum; the SIMD builds
+// reorder each chunk of 64 (W4A16: even elements, then odd; W8A16: the
+// quarters 0, 2, 1, 3) to meet the weight bytes as they widen.
 TEST(IntActivations, A16CodesAreInt16PerTokenWithGroupSums) {
   constexpr int64_t cols = 100;  // padded to 128: groups of 32 are 0..3, of 128 just 0
   std::vector<float> x(static_cast<size_t>(cols));
@@ -291,10 +291,11 @@ TEST(IntActivations, A16CodesAreInt16PerTokenWithGroupSums) {
 #if defined(TIDAL_CPU_SCALAR)
     const bool split = false;
 #else
-    const bool split = dtype_packs_nibbles(type);
+    const bool split = true;
 #endif
     for (int64_t k = 0; k < padded; ++k) {
-      const int64_t at = split ? k / 32 * 32 + (k % 2) * 16 + (k % 32) / 2 : k;
+      const int64_t chunk = k / 64 * 64, i = k % 64, quarter_at[4] = {0, 2, 1, 3};
+      const int64_t at = !split ? k : dtype_packs_nibbles(type) ? chunk + (i % 2) * 32 + i / 2 : chunk + quarter_at[i / 16] * 16 + i % 16;
       EXPECT_EQ(int(q.codes16(0)[at]), want[size_t(k)]) << "element " << k;
     }
     for (int64_t group = 0; group < padded / g; ++group) {
