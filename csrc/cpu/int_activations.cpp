@@ -188,43 +188,57 @@ void write_block(const float* x, int64_t k, int64_t cols, float divisor, int8_t*
 
 #endif
 
-#if !defined(TIDAL_CPU_SCALAR)
-// Where element i of a chunk of kA16Chunk sits in the activations of a
-// SIMD build (the header has why).
-int64_t a16_position(bool nibbles, int64_t i) {
-  if (nibbles) return (i % 2) * 32 + i / 2;
-  constexpr int64_t kQuarterAt[4] = {0, 2, 1, 3};
-  return kQuarterAt[i / 16] * 16 + i % 16;
-}
-#endif
-
 // W8A16_G32 / W4A16_G*: int16 codes of one token (layout in the header)
-// and the sum of each weight group's codes.
+// and the sum of each weight group's codes, added up in int32 per 16 codes
+// (exact in float: |sum| <= 128 * 32767 < 2^24).
 void write_a16(DType weight_type, const float* x, int64_t cols, int64_t padded, float divisor, int16_t* codes,
                float* group_sums, int64_t sum_slots) {
   const float code_max = static_cast<float>(kA16CodeMax);
-  alignas(64) int32_t q[kA16Chunk];
   [[maybe_unused]] const bool nibbles = dtype_packs_nibbles(weight_type);
   const int64_t g = dtype_group_size(weight_type);
   std::fill(group_sums, group_sums + sum_slots, 0.0f);
   for (int64_t k = 0; k < padded; k += kA16Chunk) {
+    int32_t sums[4];  // of elements 16i .. 16i+15 of the chunk
 #if defined(TIDAL_CPU_AVX512)
     const __m512 d = _mm512_set1_ps(divisor);
-    for (int i = 0; i < 4; ++i) _mm512_store_si512(q + 16 * i, codes_of(x, k + 16 * i, cols, d, code_max));
-#elif defined(TIDAL_CPU_AVX2)
+    __m512i q[4];
+    for (int i = 0; i < 4; ++i) {
+      q[i] = codes_of(x, k + 16 * i, cols, d, code_max);
+      sums[i] = _mm512_reduce_add_epi32(q[i]);
+    }
+    // Where each 16 of the chunk's 64 codes go, 16 apart: the even elements
+    // then the odd ones (W4A16), or the quarters 0, 2, 1, 3 (W8A16).
+    __m512i out[4] = {q[0], q[2], q[1], q[3]};
+    if (nibbles) {
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+      out[0] = _mm512_permutex2var_epi32(q[0], even, q[1]);
+      out[1] = _mm512_permutex2var_epi32(q[2], even, q[3]);
+      out[2] = _mm512_permutex2var_epi32(q[0], odd, q[1]);
+      out[3] = _mm512_permutex2var_epi32(q[2], odd, q[3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + k + 16 * i), _mm512_cvtepi32_epi16(out[i]));
+    }
+#else
+    alignas(32) int32_t q[kA16Chunk];
+#if defined(TIDAL_CPU_AVX2)
     const __m256 d = _mm256_set1_ps(divisor);
     for (int i = 0; i < 8; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(q + 8 * i), codes_of(x, k + 8 * i, cols, d, code_max));
+    constexpr int64_t kQuarterAt[4] = {0, 2, 1, 3};
+    for (int64_t i = 0; i < kA16Chunk; ++i) {
+      codes[k + (nibbles ? (i % 2) * 32 + i / 2 : kQuarterAt[i / 16] * 16 + i % 16)] = static_cast<int16_t>(q[i]);
+    }
 #else
     for (int i = 0; i < 4; ++i) codes16_of(x, k + 16 * i, cols, divisor, code_max, q + 16 * i);
+    for (int64_t i = 0; i < kA16Chunk; ++i) codes[k + i] = static_cast<int16_t>(q[i]);
 #endif
-    for (int64_t i = 0; i < kA16Chunk; ++i) {
-#if defined(TIDAL_CPU_SCALAR)
-      codes[k + i] = static_cast<int16_t>(q[i]);
-#else
-      codes[k + a16_position(nibbles, i)] = static_cast<int16_t>(q[i]);
-#endif
-      group_sums[(k + i) / g] += static_cast<float>(q[i]);  // exact: |sum| <= 128 * 32767 < 2^24
+    for (int i = 0; i < 4; ++i) {
+      sums[i] = 0;
+      for (int j = 0; j < 16; ++j) sums[i] += q[16 * i + j];
     }
+#endif
+    for (int i = 0; i < 4; ++i) group_sums[(k + 16 * i) / g] += static_cast<float>(sums[i]);
   }
 }
 
