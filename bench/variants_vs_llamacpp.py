@@ -131,7 +131,8 @@ def bench_offline_has_variant(args):
 
 
 # A result row of bench-offline: batch, prefill tok/s, % GEMM, decode tok/s, ...
-ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)\s")
+# bench-offline's table: batch, prefill tok/s, GFLOP/s, % sgemm, % peak, decode tok/s, ...
+ROW = re.compile(r"^\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)\s")
 
 
 def tidal_decode_tok_s(args, model, variant=None):
@@ -139,7 +140,7 @@ def tidal_decode_tok_s(args, model, variant=None):
            *["1"] * REPEATS, "--prompt-len", str(PROMPT_TOKENS), "--gen-len", str(GEN_TOKENS)]
     if variant:
         cmd += ["--variant", variant]
-    rates = [float(m.group(4)) for m in map(ROW.match, run(cmd).splitlines()) if m and m.group(1) == "1"]
+    rates = [float(m.group(6)) for m in map(ROW.match, run(cmd).splitlines()) if m and m.group(1) == "1"]
     if not rates:
         sys.exit("no batch-1 row in the output of: " + " ".join(cmd))
     return max(rates)
