@@ -1,5 +1,5 @@
 // Model variants: one base model's weights re-encoded in another format
-// (f32, f16, bf16, int8, int4-g32/g64/g128), derived at load time or ahead
+// (f32, f16, bf16, int8*, int4-g*, w8a16-g32, w4a16-g*), derived at load time or ahead
 // of time by `tidal quantize`. A variant is white-box: it records its base
 // and how it was derived, so the catalog can say what it costs.
 #pragma once
