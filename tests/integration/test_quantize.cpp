@@ -306,6 +306,20 @@ TEST_F(VariantFile, IntegerMetadataMustDescribeTheTensors) {
   // Without the key, I8 tensors mean nothing to the loader.
   expect_load_error([&] { load_model(with_metadata([](GgufWriter& w) { w.remove("tidal.quant.type"); })); },
                     ErrorCode::kUnsupported, {"token_embd.weight", "ggml type I8"});
+  // The vocabulary matrices' own format is checked the same way, and only
+  // means something beside the layers' format.
+  expect_load_error(
+      [&] { load_model(with_metadata([](GgufWriter& w) { w.set_string("tidal.quant.vocab_type", "int3"); })); },
+      ErrorCode::kUnsupported, {"tidal.quant.vocab_type 'int3'"});
+  expect_load_error(
+      [&] { load_model(with_metadata([](GgufWriter& w) { w.set_string("tidal.quant.vocab_type", "w8a16-g32"); })); },
+      ErrorCode::kCorrupt, {"token_embd.weight", "shape [32, 512]"});
+  expect_load_error([&] {
+    load_model(with_metadata([](GgufWriter& w) {
+      w.remove("tidal.quant.type");
+      w.set_string("tidal.quant.vocab_type", "w8a16-g32");
+    }));
+  }, ErrorCode::kCorrupt, {"tidal.quant.vocab_type without tidal.quant.type"});
 }
 
 // A rotation block the FFN width (172) does not split into, or that fwht
