@@ -47,9 +47,15 @@ constexpr bool dtype_is_a16(DType t) {
   return t == DType::W8A16_G32 || t == DType::W4A16_G32 || t == DType::W4A16_G128;
 }
 
+// Every integer format, in declaration order.
+inline constexpr DType kIntDTypes[] = {DType::I8,        DType::I8_G32,    DType::I4_G32,    DType::I4_G64,
+                                       DType::I4_G128,   DType::W8A16_G32, DType::W4A16_G32, DType::W4A16_G128};
+
 constexpr bool dtype_is_int(DType t) {
-  return t == DType::I8 || t == DType::I8_G32 || t == DType::I4_G32 || t == DType::I4_G64 || t == DType::I4_G128 ||
-         dtype_is_a16(t);
+  for (DType i : kIntDTypes) {
+    if (i == t) return true;
+  }
+  return false;
 }
 
 // Elements per scale group of a group-wise integer format (I8_G32, I4_G*,
@@ -149,10 +155,6 @@ constexpr std::string_view dtype_name(DType t) {
   }
   return "?";
 }
-
-// Every integer format, in declaration order.
-inline constexpr DType kIntDTypes[] = {DType::I8,        DType::I8_G32,    DType::I4_G32,    DType::I4_G64,
-                                       DType::I4_G128,   DType::W8A16_G32, DType::W4A16_G32, DType::W4A16_G128};
 
 // The integer format whose dtype_name is `name`; nullopt for any other name.
 constexpr std::optional<DType> int_dtype_named(std::string_view name) {

@@ -57,12 +57,18 @@ struct A16Rows {
         groups(dtype_scales_per_row(w.type, w.cols) / 2), x(x), token0(first_token), y(y), ys(ys) {}
 
   static constexpr int64_t kChunkBytes = kNibbles ? kA16Chunk / 2 : kA16Chunk;
-  // Elements per float step: a group, or for groups of 32 a chunk of two
-  // (their scales fill one vector's lanes).
-  static constexpr int64_t kStep = G > kA16Chunk ? G : kA16Chunk;
 
 #if defined(TIDAL_CPU_AVX512)
   static constexpr int tile_rows(int tokens) { return 4; }
+
+  // A piece is what one widen covers: a whole chunk; a float step is one
+  // group of 128, or the two groups of 32 of a chunk.
+  static constexpr int64_t kPieceElems = kA16Chunk;
+  static constexpr int64_t kStep = G > kA16Chunk ? G : kA16Chunk;
+  static constexpr int64_t piece_offset(int64_t piece) { return piece * kA16Chunk; }
+  [[gnu::always_inline]] static __m512 scale_add(__m512i dot, __m512 d, __m512 acc) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc);
+  }
 
   // Chunk c of a row as two vectors of 32 int16, matching the activations'
   // two halves of the chunk (cpu/int_activations.h).
@@ -115,46 +121,31 @@ struct A16Rows {
     return acc;
   }
 
-  template <int R, int T>
-  [[gnu::always_inline]] void steps(const uint8_t* const (&rows)[R], const float* const (&row_params)[R],
-                                    const int16_t* const (&xs)[T], FloatVec (&acc)[R][T]) const {
-    constexpr int64_t kChunks = kStep / kA16Chunk;
-    const int64_t n_steps = groups * G / kStep;
-    for (int64_t s = 0; s < n_steps; ++s) {
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        IntVec dot[T];
-#pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) dot[j] = IntVec{};
-#pragma GCC unroll 2
-        for (int64_t c = 0; c < kChunks; ++c) {
-          const Pair w = widen(rows[r], s * kChunks + c);
-#pragma GCC unroll 4
-          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + (s * kChunks + c) * kA16Chunk);
-        }
-        const __m512 d = step_scales(row_params[r], s);
-#pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) acc[r][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[j]), d, acc[r][j]);
-      }
-    }
-  }
 #else
   // 16 ymm registers: the float accumulators, a group's int sums and the weights.
   static constexpr int tile_rows(int tokens) { return tokens == 1 ? 4 : 2; }
 
-  // The 32 elements of half h of chunk c as two vectors of 16 int16, which
-  // meet the activations at c * 64 + 16 h and c * 64 + 32 + 16 h.
+  // A piece is half a chunk (32 elements, one group of 32 or a quarter of
+  // one of 128), as two vectors of 16 int16 that meet the activations at
+  // c * 64 + 16 h and c * 64 + 32 + 16 h (piece 2c + h); a float step is a group.
   struct Pair {
     __m256i a, b;
   };
-  [[gnu::always_inline]] static Pair widen(const uint8_t* row, int64_t c, int64_t h) {
-    const auto* p = reinterpret_cast<const __m128i*>(row + c * kChunkBytes + h * kChunkBytes / 2);
+  [[gnu::always_inline]] static Pair widen(const uint8_t* row, int64_t piece) {
+    const auto* p = reinterpret_cast<const __m128i*>(row + piece * kChunkBytes / 2);
     if constexpr (kNibbles) {
       const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(p));
       return {_mm256_and_si256(b, _mm256_set1_epi16(0x0f)), _mm256_srli_epi16(b, 4)};
     } else {
       return {_mm256_cvtepu8_epi16(_mm_loadu_si128(p)), _mm256_cvtepu8_epi16(_mm_loadu_si128(p + 1))};
     }
+  }
+  static constexpr int64_t kPieceElems = kA16Chunk / 2;
+  static constexpr int64_t kStep = G;
+  static constexpr int64_t piece_offset(int64_t piece) { return piece / 2 * kA16Chunk + 16 * (piece % 2); }
+  [[gnu::always_inline]] static __m256 step_scales(const float* d, int64_t s) { return _mm256_set1_ps(d[s]); }
+  [[gnu::always_inline]] static __m256 scale_add(__m256i dot, __m256 d, __m256 acc) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, acc);
   }
 
   [[gnu::always_inline]] static __m256i dot_add(__m256i acc, const Pair& w, const int16_t* xs) {
@@ -170,32 +161,33 @@ struct A16Rows {
     }
     return acc;
   }
+#endif
 
-  // One float step per group: its halves of 32 (G / 32 of them) go into one int sum.
+  // The float steps of a tile: each row's exact int sums over a step's
+  // pieces, then one multiply-add by the step's lane scales.
   template <int R, int T>
   [[gnu::always_inline]] void steps(const uint8_t* const (&rows)[R], const float* const (&row_params)[R],
                                     const int16_t* const (&xs)[T], FloatVec (&acc)[R][T]) const {
-    constexpr int64_t kHalves = G / 32;
-    for (int64_t g = 0; g < groups; ++g) {
+    constexpr int64_t kPieces = kStep / kPieceElems;
+    const int64_t n_steps = groups * G / kStep;
+    for (int64_t s = 0; s < n_steps; ++s) {
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         IntVec dot[T];
 #pragma GCC unroll 4
         for (int j = 0; j < T; ++j) dot[j] = IntVec{};
 #pragma GCC unroll 4
-        for (int64_t i = 0; i < kHalves; ++i) {
-          const int64_t half = g * kHalves + i, c = half / 2, h = half % 2;
-          const Pair w = widen(rows[r], c, h);
+        for (int64_t p = 0; p < kPieces; ++p) {
+          const Pair w = widen(rows[r], s * kPieces + p);
 #pragma GCC unroll 4
-          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + c * kA16Chunk + 16 * h);
+          for (int j = 0; j < T; ++j) dot[j] = dot_add(dot[j], w, xs[j] + piece_offset(s * kPieces + p));
         }
-        const __m256 d = _mm256_set1_ps(row_params[r][g]);
+        const FloatVec d = step_scales(row_params[r], s);
 #pragma GCC unroll 4
-        for (int j = 0; j < T; ++j) acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[j]), d, acc[r][j]);
+        for (int j = 0; j < T; ++j) acc[r][j] = scale_add(dot[j], d, acc[r][j]);
       }
     }
   }
-#endif
 
   template <int R, int T>
   void tile(int64_t first, int64_t step, int nr, int64_t t) const {

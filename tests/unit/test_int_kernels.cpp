@@ -32,7 +32,6 @@ namespace tidal::test {
 namespace {
 
 constexpr double kUnitRoundoff = 0x1p-24;
-constexpr auto& kIntTypes = kIntDTypes;  // every integer format
 constexpr int64_t kCols[] = {1, 7, 63, 65, 172, 576, 1000};
 
 std::string label(DType type, int64_t rows, int64_t cols, int n) {
@@ -320,7 +319,7 @@ TEST(IntMatmul, MatchesIntegerReferenceAndQuantizationBound) {
   ThreadPool pool(2);
   CpuBackend cpu(pool);
   std::mt19937 rng(11);
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     double worst_used = 0;
     for (int64_t cols : kCols) {
       for (int64_t rows : {1, 5, 37, 193}) {
@@ -363,7 +362,7 @@ TEST(IntMatmul, BatchInvariantAcrossBatchesTilesAndThreads) {
   CpuBackend cpu1(pool1), cpu2(pool2);
   std::mt19937 rng(12);
   constexpr int kBatch = 64;
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     for (int64_t cols : {65, 172, 576}) {
       for (int64_t rows : {5, 193, 1500}) {
         SCOPED_TRACE(label(type, rows, cols, kBatch));
@@ -393,7 +392,7 @@ TEST(IntMatmul, BatchInvariantAcrossBatchesTilesAndThreads) {
 // rows give the same bits for every token-group size.
 TEST(IntMatmul, StreamingAndPanelOrdersAgree) {
   std::mt19937 rng(13);
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     const int64_t rows = 700, cols = 172;
     const QuantizedMatrix m = random_quantized(rng, type, rows, cols);
     for (int n : {1, 2, 3, 4, 9}) {
@@ -438,7 +437,7 @@ TEST(IntDequantize, RowsAndEmbedEqualTheReferenceDecoder) {
   ThreadPool pool(2);
   CpuBackend cpu(pool);
   std::mt19937 rng(14);
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     for (int64_t cols : {1, 7, 16, 63, 64, 65, 172, 576, 1000}) {
       SCOPED_TRACE(label(type, 9, cols, 0));
       const int64_t rows = 9, stride = cols + 5;
@@ -553,7 +552,7 @@ TEST(IntSharding, ShardsComputeTheUnshardedProducts) {
   ThreadPool pool(2);
   CpuBackend cpu(pool);
   std::mt19937 rng(15);
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     SCOPED_TRACE(dtype_name(type));
     const SmallModel full = small_model(rng, type);
     const ModelConfig& c = full.model.config;
@@ -659,7 +658,7 @@ TEST(IntSharding, RefusesToSplitAnInt4Group) {
 // matrices through the reference decoder, scales included.
 TEST(IntDequantize, ConvertWeightsToF32DecodesIntegerMatrices) {
   std::mt19937 rng(17);
-  for (DType type : kIntTypes) {
+  for (DType type : kIntDTypes) {
     const SmallModel quantized_model = small_model(rng, type);
     Model converted;  // the same views; Model itself is move-only
     converted.config = quantized_model.model.config;
