@@ -52,7 +52,8 @@ std::string find_tokenizer(const ModelOptions& o) {
   throw Error(ErrorCode::kNotFound, "no tokenizer found next to " + o.model + "; pass --tokenizer");
 }
 
-// The model, tokenizer and engine settings, without a device.
+}  // namespace
+
 LoadedModel load_model_files(const ModelOptions& o) {
   LoadedModel m;
   LoadOptions load;
@@ -84,8 +85,6 @@ LoadedModel load_model_files(const ModelOptions& o) {
   return m;
 }
 
-}  // namespace
-
 LoadedModel load_for_serving(const ModelOptions& o) {
   LoadedModel m = load_model_files(o);
   m.pool = std::make_unique<ThreadPool>(o.threads);
@@ -106,7 +105,7 @@ void add_parallel_options(CLI::App& app, ParallelConfig& p) {
       ->capture_default_str();
 }
 
-EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
+void check_mpi_launch(const ParallelConfig& parallel) {
   // Under mpirun every process would otherwise run an engine of its own.
   for (const char* size : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
     const char* v = std::getenv(size);
@@ -114,6 +113,10 @@ EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) 
       throw Error(ErrorCode::kInvalidArgument, "started by mpirun with --comm local: pass --comm mpi");
     }
   }
+}
+
+EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
+  check_mpi_launch(parallel);
   EngineSetup s;
   if (parallel.single_device()) {
     s.loaded = load_for_serving(o);

@@ -44,10 +44,16 @@ struct LoadedModel {
   std::string chat_template;    // GGUF tokenizer.chat_template; empty when the model has none
 };
 
+// The model, tokenizer and engine settings, without a pool or a device.
 // Throws tidal::Error with a one-line message for missing or corrupt files.
+LoadedModel load_model_files(const ModelOptions& options);
+// The same, with a thread pool of --threads and a CPU backend on it.
 LoadedModel load_for_serving(const ModelOptions& options);
 
 void add_parallel_options(CLI::App& app, ParallelConfig& parallel);
+// Refuses a process that mpirun started with --comm local (every rank would
+// run an engine of its own).
+void check_mpi_launch(const ParallelConfig& parallel);
 
 // What a command that runs the engine holds; members are destroyed engine
 // first, model last.

@@ -1,9 +1,10 @@
-// `tidal serve`: the OpenAI-compatible HTTP server. The engine runs on the
-// AsyncEngine's loop thread, HTTP on a small Asio thread pool; SIGINT or
-// SIGTERM stops accepting, lets in-flight requests finish for a grace
-// period, aborts the rest, and exits 0. With --variants there is one engine
-// (and loop thread) per variant beside the base model's; requests pick one
-// by their "model" field.
+// `tidal serve`: the OpenAI-compatible HTTP server. Each served model is a
+// ServedModelRuntime (reconfig/): its engine runs on an AsyncEngine loop
+// thread, HTTP on a small Asio thread pool, and the admin API can switch
+// its configuration live. SIGINT or SIGTERM stops accepting, lets in-flight
+// requests finish for a grace period, aborts the rest, and exits 0. With
+// --variants there is one runtime (and loop thread) per variant beside the
+// base model's; requests pick one by their "model" field.
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -19,10 +20,11 @@
 #include "cli/commands.h"
 #include "cli/kv_cache_report.h"
 #include "cli/model_options.h"
-#include "cli/variant_engines.h"
 #include "core/error.h"
 #include "engine/async_engine.h"
+#include "engine/pool_turns.h"
 #include "model/chat_template.h"
+#include "reconfig/served_model.h"
 #include "server/http_server.h"
 #include "server/json_text.h"
 #include "server/metrics.h"
@@ -49,6 +51,8 @@ struct ServeOptions {
   int http_threads = 1;
   int max_body_mb = 8;
   double shutdown_grace_s = 5.0;
+  std::string admin_key;        // --admin-key: Bearer key of the admin API (empty: disabled)
+  int memory_limit_mb = 0;      // 0: no limit on what configurations hold beyond the base model
 };
 
 // Counts running threads so that shutdown can wait for them with a deadline.
@@ -73,34 +77,63 @@ class ThreadCount {
   int running_ = 0;
 };
 
-// The engines to serve, the base model's first, from whichever setup built
-// them. Members are destroyed engines first.
-struct ServedEngines {
-  EngineSetup plain;           // without --variants (any --tp/--pp/--dp)
-  VariantSetup with_variants;  // with --variants (one device)
-  std::vector<LLMEngine*> engines;  // empty on an MPI worker process
-
-  const LoadedModel& loaded() const { return with_variants.base_engine ? with_variants.loaded : plain.loaded; }
+// What `serve` holds: the loaded files and shared pool, then one runtime
+// per served model, the base's first. Members are destroyed runtimes first.
+struct ServedRuntimes {
+  LoadedModel loaded;
+  std::unique_ptr<PoolTurns> turns;
+  std::vector<std::unique_ptr<ServedModelRuntime>> models;
 };
 
-ServedEngines start_served_engines(const ServeOptions& o, const std::vector<VariantSpec>& variants) {
-  ServedEngines s;
-  if (variants.empty()) {
-    s.plain = start_engine(o.model, o.parallel);
-    if (s.plain.engine) s.engines.push_back(s.plain.engine.get());
-    return s;
+ServedConfig initial_config(const ServeOptions& o, const std::string& variant, const ParallelConfig& layout) {
+  ServedConfig c;
+  c.variant = variant;
+  c.layout = layout;
+  c.max_num_seqs = o.model.max_num_seqs;
+  c.max_num_batched_tokens = o.model.max_num_batched_tokens;
+  c.target_tpot_ms = o.model.target_tpot_ms;
+  return c;
+}
+
+// Loads the model and builds the base's configuration (any --tp/--pp/--dp),
+// then each variant's (one device). On an MPI worker process only the
+// base's deployment exists, and its ranks serve until rank 0 stops.
+ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSpec>& variants,
+                              const std::vector<std::vector<std::string>>& names) {
+  check_mpi_launch(o.parallel);
+  ServedRuntimes s;
+  s.loaded = load_model_files(o.model);
+  s.loaded.pool = std::make_unique<ThreadPool>(o.model.threads);
+  s.turns = std::make_unique<PoolTurns>();
+  const ModelSource source{*s.loaded.model, *s.loaded.tokenizer, *s.loaded.pool, *s.turns, s.loaded.engine_config,
+                           o.model.threads};
+  ServedModelRuntime::Options options;
+  options.max_waiting = size_t(o.max_waiting);
+  options.memory_limit_bytes = size_t(o.memory_limit_mb) << 20;
+  options.name = names.front().front();
+  s.models.push_back(
+      std::make_unique<ServedModelRuntime>(source, initial_config(o, kBaseVariant, o.parallel), options));
+  if (!s.models.front()->is_driver()) return s;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    options.name = names[i + 1].front();
+    s.models.push_back(
+        std::make_unique<ServedModelRuntime>(source, initial_config(o, variants[i].name, ParallelConfig{}), options));
+    std::fprintf(stderr, "tidal: variant %s: %.1f MiB of weights, derived in %.2f s\n", variants[i].name.c_str(),
+                 double(s.models.back()->weight_bytes()) / double(1 << 20),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  s.with_variants = start_variant_engines(o.model, variants);
-  s.engines.push_back(s.with_variants.base_engine.get());
-  for (VariantEngine& v : s.with_variants.variants) s.engines.push_back(v.engine.get());
   return s;
 }
 
 // The GET /v1/variants body: the base, then each variant.
-std::string catalog_text(const ServedEngines& s, const std::string& base_name, const nlohmann::json& profiles) {
-  std::vector<CatalogEntry> entries = {base_catalog_entry(base_name, *s.loaded().model)};
-  for (const VariantEngine& v : s.with_variants.variants) {
-    entries.push_back(variant_catalog_entry(base_name, v.spec, *v.model, entries.front().storage));
+std::string catalog_text(const ServedRuntimes& s, const std::vector<VariantSpec>& variants, const std::string& base_name,
+                         const nlohmann::json& profiles) {
+  std::vector<CatalogEntry> entries = {base_catalog_entry(base_name, *s.loaded.model)};
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const ServedModelRuntime& v = *s.models[i + 1];
+    entries.push_back(
+        variant_catalog_entry(base_name, variants[i], v.storage(), v.weight_bytes(), entries.front().storage));
   }
   return json_text(variant_catalog(base_name, entries, profiles));
 }
@@ -146,20 +179,23 @@ void run_serve(const ServeOptions& o) {
     });
   });
 
-  ServedEngines served = start_served_engines(o, variants);
-  if (served.engines.empty()) return;  // an MPI worker rank: it served until rank 0 stopped
-  const LoadedModel& m = served.loaded();
+  ServedRuntimes served = start_runtimes(o, variants, names);
+  if (!served.models.front()->is_driver()) {
+    served.models.front()->serve_worker();  // an MPI worker rank: it serves until rank 0 stops
+    return;
+  }
+  const LoadedModel& m = served.loaded;
   const std::string& base_name = names.front().front();
 
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  ServingContext ctx{*m.tokenizer, {}, m.chat_template, now, catalog_text(served, base_name, profiles)};
-  std::vector<std::unique_ptr<AsyncEngine>> engines;
+  ServingContext ctx{*m.tokenizer, {}, m.chat_template, now, catalog_text(served, variants, base_name, profiles),
+                     o.admin_key};
   std::vector<std::unique_ptr<ServerMetrics>> metrics;
-  for (size_t i = 0; i < served.engines.size(); ++i) {
-    engines.push_back(std::make_unique<AsyncEngine>(*served.engines[i], size_t(o.max_waiting)));
+  for (size_t i = 0; i < served.models.size(); ++i) {
+    ServedModelRuntime& runtime = *served.models[i];
     metrics.push_back(std::make_unique<ServerMetrics>(names[i].front()));
-    ctx.models.push_back({names[i], *engines[i], *metrics[i], served.engines[i]->max_model_len(), i > 0});
+    ctx.models.push_back({names[i], runtime, runtime.engine(), *metrics[i], runtime.max_model_len(), i > 0});
   }
   try {
     apply_chat_template(ctx.chat_template, {{"user", "hi"}}, true);
@@ -188,7 +224,8 @@ void run_serve(const ServeOptions& o) {
     });
   }
 
-  std::printf("tidal: %s\n", kv_cache_report(engines.front()->stats()).c_str());
+  std::printf("tidal: %s\n", kv_cache_report(ctx.base().engine.stats()).c_str());
+  if (o.admin_key.empty()) std::fprintf(stderr, "tidal: admin API disabled (no --admin-key)\n");
   const std::string host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
   std::string served_names = base_name;
   for (size_t i = 1; i < names.size(); ++i) served_names += ", " + names[i].front();
@@ -206,7 +243,9 @@ void run_serve(const ServeOptions& o) {
   // within the same grace period.
   const std::chrono::milliseconds grace(int64_t(o.shutdown_grace_s * 1000));
   std::vector<std::thread> draining;
-  for (auto& engine : engines) draining.emplace_back([&engine, grace] { engine->shutdown(/*drain=*/true, grace); });
+  for (auto& model : served.models) {
+    draining.emplace_back([&model, grace] { model->shutdown(/*drain=*/true, grace); });
+  }
   for (std::thread& t : draining) t.join();
   server.close_connections();
   // Once nothing is pending, run() returns (a later signal stays queued, harmless).
@@ -249,6 +288,16 @@ void register_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-body-mb", o->max_body_mb, "request bodies larger than this get 413")
       ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--admin-key", o->admin_key,
+                  "enable the admin API (/admin/v1/...: live switches of variant, layout and batch knobs) behind "
+                  "'Authorization: Bearer KEY'; --api-key does not grant it")
+      ->envname("TIDAL_ADMIN_KEY");
+  cmd->add_option("--memory-limit-mb", o->memory_limit_mb,
+                  "memory the served configurations may hold beyond the loaded model (derived weights and KV pools; "
+                  "0 = no limit). A switch that cannot hold the old and the new configuration at once frees the old "
+                  "one first, and its pause includes preparing the new one")
+      ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
   cmd->add_option("--shutdown-grace", o->shutdown_grace_s,
                   "seconds in-flight requests may run after SIGINT/SIGTERM before they are aborted")

@@ -4,10 +4,12 @@
 #include <exception>
 #include <vector>
 
+#include "core/error.h"
+
 namespace tidal {
 
 AsyncEngine::AsyncEngine(LLMEngine& engine, size_t max_waiting)
-    : engine_(engine), max_waiting_(max_waiting), stats_(engine.stats()) {
+    : engine_(&engine), max_waiting_(max_waiting), stats_(engine.stats()) {
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -15,7 +17,7 @@ AsyncEngine::~AsyncEngine() { shutdown(false); }
 
 AsyncEngine::SubmitResult AsyncEngine::submit(Request request, Sink sink) {
   // Rejections surface here, on the caller's thread, not on the loop.
-  engine_.validate(request);
+  validate(request);
   std::lock_guard<std::mutex> lock(mutex_);
   if (!accepting_) return SubmitResult::kShuttingDown;
   if (stats_.num_waiting + incoming_.size() >= max_waiting_) return SubmitResult::kQueueFull;
@@ -23,6 +25,60 @@ AsyncEngine::SubmitResult AsyncEngine::submit(Request request, Sink sink) {
   ++in_flight_;
   wake_.notify_one();
   return SubmitResult::kAccepted;
+}
+
+void AsyncEngine::validate(const Request& request) const {
+  std::shared_lock<std::shared_mutex> lock(engine_mutex_);
+  engine_->validate(request);
+}
+
+AsyncEngine::Swap AsyncEngine::swap_engine(NextEngine next) {
+  std::future<Swap> done;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stop_) throw Error(ErrorCode::kInternal, "the engine has stopped");
+    swaps_.push_back({std::move(next), {}});
+    done = swaps_.back().done.get_future();
+    wake_.notify_one();
+  }
+  return done.get();
+}
+
+void AsyncEngine::run_swap() {
+  PendingSwap swap;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    swap = std::move(swaps_.front());
+    swaps_.pop_front();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  Swap result;
+  std::vector<MovedRequest> moved = engine_->release_requests();
+  result.requests_moved = moved.size();
+  for (const MovedRequest& m : moved) result.tokens_to_recompute += m.tokens_to_recompute();
+  const EngineStats retired = engine_->stats();
+  LLMEngine* next = nullptr;
+  try {
+    next = &swap.next(*engine_);
+    next->adopt_requests(std::move(moved));
+  } catch (...) {
+    // `next` left the old engine alive (its contract) or adopt refused
+    // before taking anything: the old engine takes its requests back.
+    if (!moved.empty()) engine_->adopt_requests(std::move(moved));
+    swap.done.set_exception(std::current_exception());
+    return;
+  }
+  if (next != engine_) {
+    std::unique_lock<std::shared_mutex> engine_lock(engine_mutex_);
+    engine_ = next;
+    // In one step, so that a scrape never counts the old engine twice or
+    // not at all.
+    std::lock_guard<std::mutex> lock(mutex_);
+    carried_.retire(retired);
+    stats_ = engine_->stats();
+  }
+  result.pause_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  swap.done.set_value(result);
 }
 
 void AsyncEngine::abort(const std::string& request_id) {
@@ -44,7 +100,7 @@ void AsyncEngine::shutdown(bool drain, std::chrono::milliseconds grace) {
 
 EngineStats AsyncEngine::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  EngineStats s = stats_;
+  EngineStats s = carried_.apply(stats_);
   s.num_waiting += incoming_.size();
   return s;
 }
@@ -83,7 +139,7 @@ void AsyncEngine::abort_everything() {
   for (const std::string& id : ids) {
     std::optional<RequestOutput> out;
     try {
-      out = engine_.abort_request(id);
+      out = engine_->abort_request(id);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "tidal: aborting %s failed: %s\n", id.c_str(), e.what());
     }
@@ -104,7 +160,9 @@ void AsyncEngine::loop() {
     bool stop;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stop_ || !incoming_.empty() || !aborts_.empty() || engine_.has_unfinished(); });
+      wake_.wait(lock, [this] {
+        return stop_ || !incoming_.empty() || !aborts_.empty() || !swaps_.empty() || engine_->has_unfinished();
+      });
       incoming.swap(incoming_);
       aborts.swap(aborts_);
       stop = stop_;
@@ -114,7 +172,7 @@ void AsyncEngine::loop() {
       const std::string id = request.id;
       const int n = request.sampling.n;
       try {
-        engine_.add_request(std::move(request));
+        engine_->add_request(std::move(request));
         sinks_[id] = std::move(sink);
       } catch (const std::exception& e) {
         // submit() validated it, so only a clashing id lands here: end the
@@ -135,15 +193,24 @@ void AsyncEngine::loop() {
     }
     for (const std::string& id : aborts) {
       if (!sinks_.count(id)) continue;  // already finished
-      if (std::optional<RequestOutput> out = engine_.abort_request(id)) deliver(*out);
+      if (std::optional<RequestOutput> out = engine_->abort_request(id)) deliver(*out);
+    }
+
+    // Between steps: a switch sees every request admitted so far.
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stop || swaps_.empty()) break;
+      }
+      run_swap();
     }
 
     if (stop) {
       abort_everything();
-    } else if (engine_.has_unfinished()) {
+    } else if (engine_->has_unfinished()) {
       std::vector<RequestOutput> outputs;
       try {
-        outputs = engine_.step();
+        outputs = engine_->step();
       } catch (const std::exception& e) {
         // The step's state is unknown; ending every request keeps clients
         // from hanging and frees the blocks.
@@ -152,10 +219,18 @@ void AsyncEngine::loop() {
       }
       for (const RequestOutput& out : outputs) deliver(out);
     }
+    if (stop) {
+      // Switches asked for while stopping are refused, never left waiting.
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (PendingSwap& swap : swaps_) {
+        swap.done.set_exception(std::make_exception_ptr(Error(ErrorCode::kInternal, "the engine has stopped")));
+      }
+      swaps_.clear();
+    }
 
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stats_ = engine_.stats();
+      stats_ = engine_->stats();
     }
     if (stop) return;
   }

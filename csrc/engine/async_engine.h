@@ -8,12 +8,15 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 
 #include "engine/engine.h"
+#include "engine/stats_carry.h"
 
 namespace tidal {
 
@@ -24,6 +27,18 @@ class AsyncEngine {
   using Sink = std::function<void(const RequestOutput&)>;
 
   enum class SubmitResult { kAccepted, kQueueFull, kShuttingDown };
+
+  // What moving every request to another engine took (swap_engine).
+  struct Swap {
+    double pause_seconds = 0;       // the loop stopped stepping until it stepped the new engine
+    size_t requests_moved = 0;
+    int64_t tokens_to_recompute = 0;
+  };
+  // Called on the loop thread at a step boundary with the engine that has
+  // just been emptied of its requests; returns the engine to go on with.
+  // It may destroy the old engine and build another there (a switch that
+  // cannot hold both), but must not throw after it has destroyed it.
+  using NextEngine = std::function<LLMEngine&(LLMEngine& emptied)>;
 
   // `max_waiting`: requests admitted but not yet running beyond which
   // submit() answers kQueueFull (the server turns that into 429).
@@ -39,10 +54,19 @@ class AsyncEngine {
   // loop thread; later calls do nothing.
   void shutdown(bool drain, std::chrono::milliseconds grace = std::chrono::hours(24));
 
+  // At the next step boundary: takes every request out of the current
+  // engine, asks `next` for the engine to continue with, and hands them to
+  // it; blocks until that is done. New submissions queue meanwhile (they
+  // reach the new engine). If `next` throws, the requests go back to the
+  // old engine and the error is rethrown here. Counters in stats() carry
+  // over, so they never go back.
+  Swap swap_engine(NextEngine next);
+  // Checks a request against the current engine (safe from any thread).
+  void validate(const Request& request) const;
+
   // Snapshot after the latest step; num_waiting also counts submitted
   // requests the loop has not picked up yet.
   EngineStats stats() const;
-  const LLMEngine& engine() const { return engine_; }
 
  private:
   void loop();
@@ -50,8 +74,18 @@ class AsyncEngine {
   void deliver(const RequestOutput& out);
   void request_done();
   void abort_everything();
+  void run_swap();
 
-  LLMEngine& engine_;
+  // Replaced only by the loop thread, under engine_mutex_ held exclusively;
+  // other threads read it under a shared lock.
+  LLMEngine* engine_;
+  mutable std::shared_mutex engine_mutex_;
+  struct PendingSwap {
+    NextEngine next;
+    std::promise<Swap> done;
+  };
+  std::deque<PendingSwap> swaps_;                // guarded by mutex_
+  StatsCarry carried_;                           // counters of engines swapped out
   size_t max_waiting_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;

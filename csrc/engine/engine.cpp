@@ -198,6 +198,73 @@ std::optional<RequestOutput> LLMEngine::abort_request(const std::string& id) {
   return out;
 }
 
+MovedRequest::MovedRequest(std::unique_ptr<RequestState> state, const Tokenizer* tokenizer)
+    : state_(std::move(state)), tokenizer_(tokenizer) {}
+MovedRequest::MovedRequest(MovedRequest&&) noexcept = default;
+MovedRequest& MovedRequest::operator=(MovedRequest&&) noexcept = default;
+MovedRequest::~MovedRequest() = default;
+
+const std::string& MovedRequest::id() const { return state_->request.id; }
+
+int64_t MovedRequest::tokens_to_recompute() const {
+  int64_t n = 0;
+  for (const auto& c : state_->choices) {
+    if (!c->finished) n += int64_t(c->seq->tokens.size());
+  }
+  return n;
+}
+
+std::vector<MovedRequest> LLMEngine::release_requests() {
+  std::vector<RequestState*> order;
+  for (const auto& replica : replicas_) order.insert(order.end(), replica->requests.begin(), replica->requests.end());
+  // Replicas keep their own arrival order; the first choice's sequence
+  // carries the request's place among all of them.
+  std::stable_sort(order.begin(), order.end(), [](const RequestState* a, const RequestState* b) {
+    return a->choices.front()->seq->arrival < b->choices.front()->seq->arrival;
+  });
+  std::vector<MovedRequest> moved;
+  moved.reserve(order.size());
+  for (RequestState* st : order) {
+    Replica& replica = *replicas_[st->replica];
+    for (auto& c : st->choices) {
+      if (c->finished) continue;
+      replica.scheduler->finish(c->seq.get());  // leaves the queues, frees the blocks
+      owner_of_seq_.erase(c->seq->id);
+      c->seq->num_computed = 0;
+    }
+    auto it = requests_.find(st->request.id);
+    moved.emplace_back(std::move(it->second), &tokenizer_);
+    requests_.erase(it);
+  }
+  for (auto& replica : replicas_) replica->requests.clear();
+  return moved;
+}
+
+void LLMEngine::adopt_requests(std::vector<MovedRequest> moved) {
+  for (const MovedRequest& m : moved) {
+    if (m.tokenizer_ != &tokenizer_) {
+      throw Error(ErrorCode::kInternal, "request " + m.id() + " comes from an engine with another tokenizer");
+    }
+    validate(m.state_->request);
+    if (requests_.count(m.id())) throw Error(ErrorCode::kInvalidArgument, "duplicate request id " + m.id());
+  }
+  for (MovedRequest& m : moved) {
+    std::unique_ptr<RequestState> state = std::move(m.state_);
+    state->replica = choose_replica();
+    Replica& replica = *replicas_[state->replica];
+    for (auto& c : state->choices) {
+      if (c->finished) continue;
+      Sequence& seq = *c->seq;
+      seq.id = next_seq_id_++;
+      seq.arrival = seq.id;
+      owner_of_seq_[seq.id] = state.get();
+      replica.scheduler->add(&seq);
+    }
+    replica.requests.push_back(state.get());
+    requests_[state->request.id] = std::move(state);
+  }
+}
+
 std::vector<RequestOutput> LLMEngine::step() {
   std::vector<SchedulerOutput> sched(replicas_.size());
   bool any = false;

@@ -29,6 +29,30 @@ namespace tidal {
 class ReplicaThreads;
 class RequestState;
 
+// A request taken out of one engine to go on in another of the same model
+// (live reconfiguration): its prompt and sampling parameters, every
+// choice's tokens so far, seed, detokenizer and stop-string state, and its
+// usage and timing. Its KV blocks stay behind (they are freed on release);
+// the adopting engine recomputes prompt plus generated tokens, as after a
+// preemption, and counter-based sampling continues the same streams.
+class MovedRequest {
+ public:
+  MovedRequest(std::unique_ptr<RequestState> state, const Tokenizer* tokenizer);
+  MovedRequest(MovedRequest&&) noexcept;
+  MovedRequest& operator=(MovedRequest&&) noexcept;
+  ~MovedRequest();
+
+  const std::string& id() const;
+  // Tokens the adopting engine runs through the model again: prompt plus
+  // generated tokens of every unfinished choice (before prefix-cache hits).
+  int64_t tokens_to_recompute() const;
+
+ private:
+  friend class LLMEngine;
+  std::unique_ptr<RequestState> state_;
+  const Tokenizer* tokenizer_;  // whose detokenizer state the choices hold
+};
+
 struct EngineConfig {
   int block_size = 16;
   int num_kv_blocks = 0;            // 0: derive from kv_cache_bytes
@@ -81,6 +105,15 @@ class LLMEngine {
   // final output (every open choice finished with kAbort), or nothing for an
   // unknown id.
   std::optional<RequestOutput> abort_request(const std::string& id);
+  // Takes every unfinished request out, in arrival order, freeing its KV
+  // blocks; the engine is then empty. For a switch of configuration.
+  std::vector<MovedRequest> release_requests();
+  // Continues requests released by another engine that shares this one's
+  // tokenizer (same model, any weights or layout). Each goes to a replica
+  // and waits to recompute what it had computed; arrival order is kept
+  // ahead of requests added later. Throws Error (nothing adopted) when one
+  // does not fit this engine's context or comes from another tokenizer.
+  void adopt_requests(std::vector<MovedRequest> moved);
   // Runs one scheduling step and the forward pass; returns what changed.
   std::vector<RequestOutput> step();
   bool has_unfinished() const { return !requests_.empty(); }

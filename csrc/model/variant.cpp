@@ -89,6 +89,21 @@ size_t model_weight_bytes(const Model& model) {
   return bytes + model.final_norm.size() * sizeof(float);
 }
 
+size_t variant_weight_bytes(const Model& base, const VariantSpec& spec) {
+  size_t bytes = 0;
+  for_each_matrix(base, [&](const Weight& w) {
+    const bool vocabulary = w.data == base.token_embedding.data || w.data == base.lm_head.data;
+    const Weight converted{vocabulary ? spec.embedding_matrix_type() : spec.matrix_type, w.rows, w.cols};
+    bytes += converted.bytes() + converted.scale_bytes();
+  });
+  if (spec.rotated && base.lm_head.data == base.token_embedding.data) {
+    const Weight head{spec.embedding_matrix_type(), base.lm_head.rows, base.lm_head.cols};
+    bytes += head.bytes() + head.scale_bytes();  // rotation unties the head
+  }
+  for (const LayerWeights& layer : base.layers) bytes += (layer.attn_norm.size() + layer.ffn_norm.size()) * sizeof(float);
+  return bytes + base.final_norm.size() * sizeof(float);
+}
+
 Model derive_variant(const Model& base, const VariantSpec& spec) {
   if (spec.rotated) {
     const Model rotated = rotate_model(base, kVariantRotationSeed);

@@ -47,6 +47,10 @@ std::string describe_storage(const Model& model);
 // memory; the tied LM head is counted once.
 size_t model_weight_bytes(const Model& model);
 
+// What model_weight_bytes(derive_variant(base, spec)) will be, without
+// deriving anything.
+size_t variant_weight_bytes(const Model& base, const VariantSpec& spec);
+
 // A copy of `base` with every matrix (embedding and LM head included; a tied
 // head stays tied) converted to spec.matrix_type through quantize_matrix,
 // after rotate_model when spec.rotated (which unties the head).

@@ -78,7 +78,7 @@ void GenerationJob::start() {
     // Checked for all prompts before any is queued, so that a bad one in a
     // batch leaves nothing behind.
     try {
-      model_.engine.engine().validate(r);
+      model_.engine.validate(r);
     } catch (const Error& e) {
       throw invalid_request(e.what(), plan_.prompt_param, "invalid_value");
     }

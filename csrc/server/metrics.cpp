@@ -16,6 +16,9 @@ const std::vector<double> kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0
 const std::vector<double> kRequestBuckets = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
                                              30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
+const std::vector<double> kPauseBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                           0.25,  0.5,    1.0,   2.5,  5.0,   10.0, 30.0};
+
 std::string number(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.10g", v);
@@ -146,6 +149,33 @@ std::string render_metrics(const std::vector<EngineMetrics>& engines) {
             &ServerMetrics::e2e_request_latency);
   histogram("tidal:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
             &ServerMetrics::request_queue_time);
+
+  // Live reconfiguration (reconfig/served_model.h).
+  header(out, "tidal:reconfigurations_total", "Configuration switches by outcome.", "counter");
+  for (const EngineMetrics& e : engines) {
+    if (!e.runtime) continue;
+    for (const char* outcome : {"done", "failed"}) {
+      sample(out, "tidal:reconfigurations_total", e.metrics.labels() + ",outcome=\"" + outcome + "\"",
+             double(e.runtime->num_switches(outcome)));
+    }
+  }
+  header(out, "tidal:reconfiguration_pause_seconds",
+         "Histogram of how long a switch paused the model (admission closed to reopened).", "histogram");
+  for (const EngineMetrics& e : engines) {
+    if (!e.runtime) continue;
+    Histogram pauses(kPauseBuckets);
+    for (double p : e.runtime->pause_seconds()) pauses.observe(p);
+    pauses.render(out, "tidal:reconfiguration_pause_seconds", e.metrics.labels());
+  }
+  header(out, "tidal:config_info", "The active configuration of each model (value 1).", "gauge");
+  for (const EngineMetrics& e : engines) {
+    if (!e.runtime) continue;
+    const ServedConfig c = e.runtime->config();
+    sample(out, "tidal:config_info",
+           e.metrics.labels() + ",variant=\"" + escape_label(c.variant) + "\",tp=\"" + std::to_string(c.layout.tp) +
+               "\",pp=\"" + std::to_string(c.layout.pp) + "\",dp=\"" + std::to_string(c.layout.dp) + "\"",
+           1.0);
+  }
   return out;
 }
 

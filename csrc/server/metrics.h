@@ -17,6 +17,7 @@
 
 #include "engine/engine.h"
 #include "engine/request.h"
+#include "reconfig/served_model.h"
 
 namespace tidal {
 
@@ -62,6 +63,7 @@ class ServerMetrics {
 struct EngineMetrics {
   const ServerMetrics& metrics;
   EngineStats stats;
+  const ServedModelRuntime* runtime = nullptr;  // its configuration and switches (none: not reported)
 };
 
 // The /metrics text for every engine: each metric family's HELP and TYPE

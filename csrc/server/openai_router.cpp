@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "server/admin_handler.h"
 #include "server/auth.h"
 #include "server/handlers.h"
 #include "server/json_text.h"
@@ -27,7 +28,7 @@ void health(ServingContext&, std::shared_ptr<Exchange> exchange) { exchange->rep
 
 void metrics(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   std::vector<EngineMetrics> engines;
-  for (const ServedModel& model : ctx.models) engines.push_back({model.metrics, model.engine.stats()});
+  for (const ServedModel& model : ctx.models) engines.push_back({model.metrics, model.engine.stats(), &model.runtime});
   exchange->reply(200, render_metrics(engines), "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -80,6 +81,18 @@ void OpenAiRouter::operator()(const std::shared_ptr<Exchange>& exchange) const {
   const auto target = exchange->request().target();
   const std::string path(target.data(), std::min(target.size(), target.find('?')));
   try {
+    if (is_admin_path(path)) {
+      // The admin API has a key of its own; the inference key grants nothing there.
+      if (ctx_.admin_key.empty()) {
+        throw ApiError(403, "The admin API is disabled: start tidal serve with --admin-key KEY (or TIDAL_ADMIN_KEY).",
+                       "invalid_request_error", "", "admin_disabled");
+      }
+      if (!authorized(exchange->request(), ctx_.admin_key)) {
+        throw ApiError(401, "Incorrect admin key. Pass it as 'Authorization: Bearer <admin key>'.",
+                       "invalid_request_error", "", "invalid_admin_key");
+      }
+      return handle_admin(ctx_, exchange, path);
+    }
     // Before routing: without the key nothing is revealed, not even which paths exist.
     if (!authorized(exchange->request(), api_key_)) throw unauthorized();
     dispatch(exchange, path);

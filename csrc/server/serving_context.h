@@ -9,15 +9,18 @@
 
 #include "engine/async_engine.h"
 #include "model/tokenizer.h"
+#include "reconfig/served_model.h"
 #include "server/api_error.h"
 #include "server/metrics.h"
 
 namespace tidal {
 
 // One engine the server routes requests to: the base model, or one variant
-// of it (`tidal serve --variants`).
+// of it (`tidal serve --variants`). Its runtime can switch configuration
+// while it serves; the engine loop stays the same object throughout.
 struct ServedModel {
   std::vector<std::string> names;  // what requests may name it by; responses report the first
+  ServedModelRuntime& runtime;
   AsyncEngine& engine;
   ServerMetrics& metrics;
   int max_model_len = 0;
@@ -35,6 +38,7 @@ struct ServingContext {
   std::string chat_template;        // GGUF template source; empty: the built-in plain format
   int64_t created = 0;              // server start, unix seconds
   std::string variant_catalog;      // the GET /v1/variants body, fixed at start-up
+  std::string admin_key;            // Bearer key of /admin/ (empty: the admin API is disabled)
 
   const ServedModel& base() const { return models.front(); }
 

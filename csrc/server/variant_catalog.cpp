@@ -34,10 +34,9 @@ CatalogEntry base_catalog_entry(const std::string& base_name, const Model& base)
   return {base_name, storage, storage, "as loaded", model_weight_bytes(base)};
 }
 
-CatalogEntry variant_catalog_entry(const std::string& base_name, const VariantSpec& spec, const Model& variant,
-                                   const std::string& base_storage) {
-  return {variant_served_name(base_name, spec.name), spec.name, describe_storage(variant),
-          derivation_text(spec, base_storage), model_weight_bytes(variant)};
+CatalogEntry variant_catalog_entry(const std::string& base_name, const VariantSpec& spec, const std::string& storage,
+                                   size_t bytes, const std::string& base_storage) {
+  return {variant_served_name(base_name, spec.name), spec.name, storage, derivation_text(spec, base_storage), bytes};
 }
 
 nlohmann::json read_variant_profiles(const std::string& path, const std::string& model_path) {

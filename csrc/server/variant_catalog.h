@@ -37,8 +37,10 @@ struct CatalogEntry {
 // The base model's entry: its profile is the file's entry for the variant
 // equal to the base's own storage (e.g. "f32" for a llama2.c model), if any.
 CatalogEntry base_catalog_entry(const std::string& base_name, const Model& base);
-CatalogEntry variant_catalog_entry(const std::string& base_name, const VariantSpec& spec, const Model& variant,
-                                   const std::string& base_storage);
+// `storage` and `bytes`: describe_storage and model_weight_bytes of the
+// variant's weights.
+CatalogEntry variant_catalog_entry(const std::string& base_name, const VariantSpec& spec, const std::string& storage,
+                                   size_t bytes, const std::string& base_storage);
 
 // The `variants` object of a profile file written by `tidal eval
 // --profile-out` ({"model": "<file name>", "variants": {"<V>": {...}}}) for

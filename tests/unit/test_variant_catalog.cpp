@@ -146,8 +146,8 @@ TEST(VariantCatalog, ListsBaseAndVariantsWithStorageBytesDerivationAndProfiles) 
   const Model half = derive_variant(base, f16);
   const Model eight = derive_variant(base, int8);
   const std::vector<CatalogEntry> entries = {base_catalog_entry("stories", base),
-                                             variant_catalog_entry("stories", f16, half, "f32"),
-                                             variant_catalog_entry("stories", int8, eight, "f32")};
+                                             variant_catalog_entry("stories", f16, describe_storage(half), model_weight_bytes(half), "f32"),
+                                             variant_catalog_entry("stories", int8, describe_storage(eight), model_weight_bytes(eight), "f32")};
   const nlohmann::json catalog = variant_catalog("stories", entries, nlohmann::json::parse(kProfile)["variants"]);
 
   EXPECT_EQ(catalog["object"], "list");

@@ -1,4 +1,4 @@
-#include "cli/pool_turns.h"
+#include "engine/pool_turns.h"
 
 namespace tidal {
 

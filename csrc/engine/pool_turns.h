@@ -1,4 +1,5 @@
-// Lets several engines share one CPU thread pool (`tidal serve --variants`).
+// Lets several engines share one CPU thread pool (`tidal serve --variants`,
+// and the old and new configuration of a model during a live switch).
 // Every forward pass takes the whole pool, so two at once would only fight
 // over the cores (and the pool's workers spin while they wait). Each engine
 // therefore runs its steps through a TurnTakingExecutor, which waits for its
