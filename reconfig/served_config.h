@@ -25,10 +25,10 @@ struct ServedConfig {
 // What an operator (PUT /admin/v1/config) or the reconfigurator asks to
 // change; fields left empty keep their current value.
 struct ConfigChange {
-  std::optional<std::string> variant;
-  std::optional<int> tp, pp, dp;
-  std::optional<int> max_num_seqs, max_num_batched_tokens;
-  std::optional<double> target_tpot_ms;
+  std::optional<std::string> variant = std::nullopt;
+  std::optional<int> tp = std::nullopt, pp = std::nullopt, dp = std::nullopt;
+  std::optional<int> max_num_seqs = std::nullopt, max_num_batched_tokens = std::nullopt;
+  std::optional<double> target_tpot_ms = std::nullopt;
 };
 
 ServedConfig apply_change(ServedConfig config, const ConfigChange& change);

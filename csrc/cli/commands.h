@@ -10,5 +10,6 @@ void register_bench_offline_command(CLI::App& app);
 void register_serve_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
+void register_admin_command(CLI::App& app);
 
 }  // namespace tidal

@@ -16,12 +16,16 @@ int main(int argc, char** argv) {
   tidal::register_serve_command(app);
   tidal::register_quantize_command(app);
   tidal::register_eval_command(app);
+  tidal::register_admin_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::RuntimeError& e) {
+    // A command that has already reported its outcome and only sets the exit code.
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "tidal: error: %s\n", e.what());
     return 2;
