@@ -43,7 +43,7 @@ AdminUrl parse_admin_url(std::string_view url) {
 
 AdminResponse AdminClient::request(std::string_view method, const std::string& target, const std::string& body) const {
   http::request<http::string_body> req(http::string_to_verb({method.data(), method.size()}), target, 11);
-  req.set(http::field::host, url_.host + ":" + url_.port);
+  req.set(http::field::host, url_.authority());
   req.set(http::field::user_agent, "tidal-admin");
   if (!admin_key_.empty()) req.set(http::field::authorization, "Bearer " + admin_key_);
   if (!body.empty()) {
@@ -66,7 +66,7 @@ AdminResponse AdminClient::request(std::string_view method, const std::string& t
     return {int(res.result_int()), std::move(res.body())};
   } catch (const boost::system::system_error& e) {
     throw Error(ErrorCode::kInvalidArgument,
-                "cannot talk to tidal serve at http://" + url_.host + ":" + url_.port + ": " + e.code().message());
+                "cannot talk to tidal serve at http://" + url_.authority() + ": " + e.code().message());
   }
 }
 

@@ -5,12 +5,18 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace tidal {
 
 struct AdminUrl {
-  std::string host;
+  std::string host;  // an IPv6 address without its brackets
   std::string port;
+
+  // "host:port", as the Host header and messages write it.
+  std::string authority() const {
+    return (host.find(':') == std::string::npos ? host : "[" + host + "]") + ":" + port;
+  }
 };
 
 // Accepts http://host[:port][/path] (port 80 when absent). The path is

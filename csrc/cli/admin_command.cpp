@@ -56,7 +56,9 @@ std::pair<std::string, json> call(const AdminOptions& o, std::string_view method
   const AdminResponse r = AdminClient(parse_admin_url(o.url), o.admin_key).request(method, target, body);
   if (r.status < 200 || r.status >= 300) reject(error_message(r) + " (HTTP " + std::to_string(r.status) + ")");
   json j = json::parse(r.body, nullptr, false);
-  if (j.is_discarded()) reject("the server at " + o.url + " did not answer JSON (HTTP " + std::to_string(r.status) + ")");
+  if (j.is_discarded()) {
+    reject("the server at " + o.url + " did not answer JSON (HTTP " + std::to_string(r.status) + ")");
+  }
   return {r.body, std::move(j)};
 }
 
@@ -76,7 +78,9 @@ std::string knob_text(const json& config, const char* knob) {
 // "int8 tp2 pp1 dp1", naming the communicator only when it is not the default.
 std::string layout_text(const json& config) {
   std::string text = config.at("variant").get<std::string>();
-  for (const char* axis : {"tp", "pp", "dp"}) text += " " + std::string(axis) + std::to_string(config.at(axis).get<int>());
+  for (const char* axis : {"tp", "pp", "dp"}) {
+    text += " " + std::string(axis) + std::to_string(config.at(axis).get<int>());
+  }
   const std::string comm = config.at("comm").get<std::string>();
   return comm == "local" ? text : text + " " + comm;
 }
@@ -102,7 +106,9 @@ std::string switch_line(const json& r) {
                      r.at("model").get<std::string>() + ": " + outcome;
   if (outcome == "unchanged") return line + ", already " + layout_text(r.at("to"));
   line += " (" + r.at("kind").get<std::string>() + ") " + change_text(r);
-  if (outcome == "failed") return line + ": " + (r.at("error").is_string() ? r["error"].get<std::string>() : "no reason");
+  if (outcome == "failed") {
+    return line + ": " + (r.at("error").is_string() ? r["error"].get<std::string>() : "no reason given");
+  }
   if (outcome != "done") return line;
   char stats[160];
   std::snprintf(stats, sizeof stats, ": prepared %.3f s, paused %.1f ms, %llu requests moved, %lld tokens recomputed",
@@ -245,7 +251,8 @@ void register_admin_command(CLI::App& app) {
   cmd->add_subcommand("status", "each served model's configuration, state and last switch")->callback([o] {
     run_get(*o, kConfigPath, print_status);
   });
-  CLI::App* set = cmd->add_subcommand("set", "switch a model's configuration live, e.g. set model=NAME variant=int8 tp=2");
+  CLI::App* set =
+      cmd->add_subcommand("set", "switch a model's configuration live, e.g. set model=NAME variant=int8 tp=2");
   set->add_option("pairs", o->pairs,
                   "key=value: model (required), variant, tp, pp, dp, max_num_seqs, max_num_batched_tokens, "
                   "target_tpot_ms (0 = none)")
