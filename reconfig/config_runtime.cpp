@@ -32,16 +32,35 @@ int devices_per_replica(const ServedConfig& c) { return c.layout.tp * c.layout.p
 
 ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& config) : config_(config) {
   check_config_values(config);
-  const Model* model = &source.base;
-  if (config.variant != kBaseVariant) {
-    derived_ = std::make_unique<Model>(derive_variant(source.base, variant_spec(config.variant)));
-    model = derived_.get();
-    weight_bytes_ = model_weight_bytes(*model);  // shards view into these (but for a few copied slices)
+  ParallelConfig layout = config.layout;
+  // One rank per replica needs no communicator: the driver runs it alone
+  // (over MPI, the other processes stay idle).
+  if (layout.ranks_per_replica() == 1) layout.comm = "local";
+  const bool over_mpi = layout.comm != "local";
+  if (over_mpi) {
+    if (!source.world) throw Error(ErrorCode::kInvalidArgument, "--comm " + layout.comm + " needs mpirun");
+    // The workers derive their weights while this process derives its own.
+    source.world->announce({config.variant, layout});
   }
+  const Model* model = &source.base;
+  std::string error;
+  try {
+    if (config.variant != kBaseVariant) {
+      derived_ = std::make_unique<Model>(derive_variant(source.base, variant_spec(config.variant)));
+      model = derived_.get();
+      weight_bytes_ = model_weight_bytes(*model);  // shards view into these (but for a few copied slices)
+    }
+    if (!layout.single_device()) check_parallel_config(*model, layout);
+  } catch (const std::exception& e) {
+    if (!over_mpi) throw;
+    error = e.what();
+  }
+  // Every process gives up together, or builds together.
+  if (over_mpi) source.world->ready(error);
   storage_ = describe_storage(*model);
   served_weight_bytes_ = model_weight_bytes(*model);
   const EngineConfig e = engine_config(source, config);
-  if (config.layout.single_device()) {
+  if (layout.single_device()) {
     // The shared pool, with a backend of its own (a backend's scratch serves
     // one caller at a time), taking turns with every other engine on it.
     backend_ = std::make_unique<CpuBackend>(source.pool);
@@ -50,8 +69,7 @@ ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& conf
         std::make_unique<TurnTakingExecutor>(std::make_unique<ModelRunner>(*model, *backend_), source.turns));
     engine_ = std::make_unique<LLMEngine>(model->config, source.tokenizer, std::move(executors), e);
   } else {
-    deployment_ = std::make_unique<Deployment>(*model, config.layout, source.threads);
-    if (!deployment_->is_driver()) return;
+    deployment_ = std::make_unique<Deployment>(*model, layout, source.threads, source.world);
     engine_ = std::make_unique<LLMEngine>(model->config, source.tokenizer, deployment_->executors(), e);
   }
   const EngineStats s = engine_->stats();
@@ -59,11 +77,6 @@ ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& conf
 }
 
 ConfigRuntime::~ConfigRuntime() = default;
-
-void ConfigRuntime::serve_worker() {
-  if (!deployment_ || deployment_->is_driver()) throw Error(ErrorCode::kInternal, "not an MPI worker process");
-  deployment_->serve();
-}
 
 size_t ConfigRuntime::estimated_bytes(const ModelSource& source, const ServedConfig& c) {
   const size_t weights =

@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "parallel/deployment.h"
+#include "parallel/mpi_world.h"
 #include "reconfig/served_config.h"
 
 namespace tidal {
@@ -29,28 +30,25 @@ struct ModelSource {
   PoolTurns& turns;
   EngineConfig engine;  // KV pool budget (per device), block size, dtype, prefix caching, policy, seed
   int threads = 0;      // per rank of a deployment (0: the cores shared out)
+  MpiWorld* world = nullptr;  // the MPI job, when served over --comm mpi|nccl (this is its driver)
 };
 
 class ConfigRuntime {
  public:
   // Derives the weights, builds the executors (starting a deployment's
-  // rank threads) and allocates the KV pool. Throws Error with the reason.
-  // Under MPI, on a worker process the runtime holds only the deployment:
-  // call serve_worker().
+  // rank threads; over MPI, ordering every worker process to build its
+  // part) and allocates the KV pool. Throws Error with the reason.
   ConfigRuntime(const ModelSource& source, const ServedConfig& config);
   ~ConfigRuntime();
   ConfigRuntime(const ConfigRuntime&) = delete;
   ConfigRuntime& operator=(const ConfigRuntime&) = delete;
 
   const ServedConfig& config() const { return config_; }
+  LLMEngine& engine() { return *engine_; }
   // What the served weights are stored as (describe_storage) and occupy
   // (model_weight_bytes).
   const std::string& storage() const { return storage_; }
   size_t weight_bytes() const { return served_weight_bytes_; }
-  bool is_driver() const { return engine_ != nullptr; }
-  LLMEngine& engine() { return *engine_; }
-  // MPI worker processes: runs this process's ranks until the driver stops.
-  void serve_worker();
 
   // Memory this configuration holds beyond the base model: derived weights
   // and KV pools.

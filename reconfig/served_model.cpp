@@ -60,14 +60,13 @@ ServedModelRuntime::ServedModelRuntime(ModelSource source, const ServedConfig& i
     }
   }
   current_ = std::make_unique<ConfigRuntime>(source_, initial);
-  if (!current_->is_driver()) return;
   max_model_len_ = current_->engine().max_model_len();
   engine_ = std::make_unique<AsyncEngine>(current_->engine(), options_.max_waiting);
 }
 
 ServedModelRuntime::~ServedModelRuntime() {
   if (worker_.joinable()) worker_.join();
-  if (engine_) engine_->shutdown(false);
+  engine_->shutdown(false);
 }
 
 void ServedModelRuntime::shutdown(bool drain, std::chrono::milliseconds grace) {
@@ -137,9 +136,10 @@ uint64_t ServedModelRuntime::request_switch(const ConfigChange& change, const st
   }
   const ServedConfig to = apply_change(config_, change);
   check_config_values(to);
-  if (config_.layout.comm != "local") {
-    throw Error(ErrorCode::kUnsupported, "this model is deployed over --comm " + config_.layout.comm +
-                                             ": live switches of MPI/NCCL deployments are not built yet");
+  if (to.layout.comm != "local" && source_.world && to.layout.ranks_per_replica() > source_.world->size()) {
+    throw Error(ErrorCode::kInvalidArgument, "tp * pp = " + std::to_string(to.layout.ranks_per_replica()) +
+                                                 " is more ranks than the MPI world's " +
+                                                 std::to_string(source_.world->size()) + " processes");
   }
   // Splitting is checked on the base here, for a quick 400; the variant's
   // own formats are checked again while preparing.

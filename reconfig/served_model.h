@@ -69,12 +69,10 @@ class ServedModelRuntime {
   };
 
   // Builds and starts serving `initial`. Throws Error as ConfigRuntime does.
-  // Under MPI, on a worker process nothing serves: call serve_worker().
+  // Over MPI this runs on the driver (workers run serve_mpi_worker).
   ServedModelRuntime(ModelSource source, const ServedConfig& initial, Options options);
   ~ServedModelRuntime();  // waits for a switch in progress, then stops the engine (aborting what is left)
 
-  bool is_driver() const { return engine_ != nullptr; }
-  void serve_worker() { current_->serve_worker(); }
   AsyncEngine& engine() { return *engine_; }
   // The context requests are admitted for; fixed for the server's life (a
   // configuration whose pool holds less is refused).

@@ -1,5 +1,6 @@
 #include "cli/model_options.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -8,6 +9,7 @@
 #include "cpu/cpu_backend.h"
 #include "model/gguf.h"
 #include "model/loader.h"
+#include "reconfig/mpi_worker.h"
 
 namespace tidal {
 
@@ -115,6 +117,11 @@ void check_mpi_launch(const ParallelConfig& parallel) {
   }
 }
 
+std::unique_ptr<MpiWorld> join_mpi_world(const ParallelConfig& parallel) {
+  if (parallel.comm == "local") return nullptr;
+  return std::make_unique<MpiWorld>(std::chrono::milliseconds(int64_t(parallel.comm_timeout_s * 1000.0)));
+}
+
 EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
   check_mpi_launch(parallel);
   EngineSetup s;
@@ -124,13 +131,24 @@ EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) 
     s.engine = std::make_unique<LLMEngine>(*m.model, *m.tokenizer, *m.backend, m.engine_config);
     return s;
   }
+  s.world = join_mpi_world(parallel);
   s.loaded = load_model_files(o);
   LoadedModel& m = s.loaded;
-  s.deployment = std::make_unique<Deployment>(*m.model, parallel, o.threads);
-  if (!s.deployment->is_driver()) {
-    s.deployment->serve();
-    return s;
+  if (s.world) {
+    if (!s.world->is_driver()) {
+      serve_mpi_worker(*s.world, *m.model, o.threads);
+      return s;
+    }
+    s.world->announce({"base", parallel});
+    std::string error;
+    try {
+      check_parallel_config(*m.model, parallel);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    s.world->ready(error);
   }
+  s.deployment = std::make_unique<Deployment>(*m.model, parallel, o.threads, s.world.get());
   s.engine = std::make_unique<LLMEngine>(m.model->config, *m.tokenizer, s.deployment->executors(), m.engine_config);
   return s;
 }

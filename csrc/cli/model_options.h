@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "parallel/deployment.h"
+#include "parallel/mpi_world.h"
 #include "parallel/parallel_config.h"
 
 namespace tidal {
@@ -54,10 +55,13 @@ void add_parallel_options(CLI::App& app, ParallelConfig& parallel);
 // Refuses a process that mpirun started with --comm local (every rank would
 // run an engine of its own).
 void check_mpi_launch(const ParallelConfig& parallel);
+// The MPI job for --comm mpi|nccl (null for local).
+std::unique_ptr<MpiWorld> join_mpi_world(const ParallelConfig& parallel);
 
 // What a command that runs the engine holds; members are destroyed engine
-// first, model last.
+// first, model and the MPI job last.
 struct EngineSetup {
+  std::unique_ptr<MpiWorld> world;         // --comm mpi|nccl
   LoadedModel loaded;
   std::unique_ptr<Deployment> deployment;  // all but the single-device configuration
   std::unique_ptr<LLMEngine> engine;       // null on an MPI worker process

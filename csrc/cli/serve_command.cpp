@@ -24,6 +24,7 @@
 #include "engine/async_engine.h"
 #include "engine/pool_turns.h"
 #include "model/chat_template.h"
+#include "reconfig/mpi_worker.h"
 #include "reconfig/served_model.h"
 #include "server/http_server.h"
 #include "server/json_text.h"
@@ -77,9 +78,11 @@ class ThreadCount {
   int running_ = 0;
 };
 
-// What `serve` holds: the loaded files and shared pool, then one runtime
-// per served model, the base's first. Members are destroyed runtimes first.
+// What `serve` holds: the MPI job (if any), the loaded files and shared
+// pool, then one runtime per served model, the base's first. Members are
+// destroyed runtimes first, the MPI job last.
 struct ServedRuntimes {
+  std::unique_ptr<MpiWorld> world;
   LoadedModel loaded;
   std::unique_ptr<PoolTurns> turns;
   std::vector<std::unique_ptr<ServedModelRuntime>> models;
@@ -96,24 +99,28 @@ ServedConfig initial_config(const ServeOptions& o, const std::string& variant, c
 }
 
 // Loads the model and builds the base's configuration (any --tp/--pp/--dp),
-// then each variant's (one device). On an MPI worker process only the
-// base's deployment exists, and its ranks serve until rank 0 stops.
+// then each variant's (one device). An MPI worker process builds what the
+// driver orders until it quits, then returns with no model to serve.
 ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSpec>& variants,
                               const std::vector<std::vector<std::string>>& names) {
   check_mpi_launch(o.parallel);
   ServedRuntimes s;
+  s.world = join_mpi_world(o.parallel);
   s.loaded = load_model_files(o.model);
+  if (s.world && !s.world->is_driver()) {
+    serve_mpi_worker(*s.world, *s.loaded.model, o.model.threads);
+    return s;
+  }
   s.loaded.pool = std::make_unique<ThreadPool>(o.model.threads);
   s.turns = std::make_unique<PoolTurns>();
   const ModelSource source{*s.loaded.model, *s.loaded.tokenizer, *s.loaded.pool, *s.turns, s.loaded.engine_config,
-                           o.model.threads};
+                           o.model.threads, s.world.get()};
   ServedModelRuntime::Options options;
   options.max_waiting = size_t(o.max_waiting);
   options.memory_limit_bytes = size_t(o.memory_limit_mb) << 20;
   options.name = names.front().front();
   s.models.push_back(
       std::make_unique<ServedModelRuntime>(source, initial_config(o, kBaseVariant, o.parallel), options));
-  if (!s.models.front()->is_driver()) return s;
   for (size_t i = 0; i < variants.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     options.name = names[i + 1].front();
@@ -180,10 +187,7 @@ void run_serve(const ServeOptions& o) {
   });
 
   ServedRuntimes served = start_runtimes(o, variants, names);
-  if (!served.models.front()->is_driver()) {
-    served.models.front()->serve_worker();  // an MPI worker rank: it serves until rank 0 stops
-    return;
-  }
+  if (served.models.empty()) return;  // an MPI worker process: the driver has quit
   const LoadedModel& m = served.loaded;
   const std::string& base_name = names.front().front();
 

@@ -1,7 +1,5 @@
 #include "parallel/deployment.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +7,7 @@
 #include "core/error.h"
 #include "engine/model_runner.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/mpi_world.h"
 #include "parallel/nccl_communicator.h"
 #include "parallel/parallel_executor.h"
 
@@ -29,8 +28,8 @@ int share_of_cores(int requested, int ranks_here) {
 
 }  // namespace
 
-Deployment::Deployment(const Model& model, const ParallelConfig& config, int threads)
-    : model_(model), config_(config) {
+Deployment::Deployment(const Model& model, const ParallelConfig& config, int threads, MpiWorld* world)
+    : model_(model), config_(config), world_(world) {
   check_parallel_config(model, config);
   if (config.comm == "local") {
     threads_per_rank_ = share_of_cores(threads, config.ranks_per_replica() * config.dp);
@@ -47,8 +46,9 @@ Deployment::Deployment(const Model& model, const ParallelConfig& config, int thr
                 "--comm nccl: this tidal was built without NCCL (building it needs the CUDA toolkit, NCCL and MPI)");
   }
 #endif
+  if (!world_) throw Error(ErrorCode::kInternal, "--comm " + config.comm + " needs the process's MPI world");
   start_mpi();
-  threads_per_rank_ = share_of_cores(threads, mpi_->local_size() * config.dp);
+  threads_per_rank_ = share_of_cores(threads, world_->local_size() * config.dp);
 #endif
 }
 
@@ -85,34 +85,34 @@ void Deployment::start_local_ranks() {
   }
 }
 
-#ifdef TIDAL_HAVE_MPI
 void Deployment::start_mpi() {
-  mpi_ = std::make_unique<MpiSession>();
-  world_rank_ = mpi_->world_rank();
-  if (mpi_->world_size() != config_.ranks_per_replica()) {
-    throw Error(ErrorCode::kInvalidArgument, "--comm " + config_.comm + " needs mpirun -np " +
-                                                 std::to_string(config_.ranks_per_replica()) + " (tp * pp = " +
-                                                 std::to_string(config_.tp) + " * " + std::to_string(config_.pp) +
-                                                 "), got " + std::to_string(mpi_->world_size()) + " processes");
+#ifdef TIDAL_HAVE_MPI
+  world_rank_ = world_->rank();
+  const int ranks = config_.ranks_per_replica();
+  if (ranks > world_->size()) {
+    throw Error(ErrorCode::kInvalidArgument, "--comm " + config_.comm + " with tp * pp = " + std::to_string(ranks) +
+                                                 " needs mpirun -np " + std::to_string(ranks) + " or more, got " +
+                                                 std::to_string(world_->size()) + " processes");
   }
-  const auto timeout = std::chrono::milliseconds(int64_t(config_.comm_timeout_s * 1000.0));
-  std::unique_ptr<MpiCommunicator> world = mpi_->world(timeout);
+  std::unique_ptr<MpiCommunicator> group = world_->first_ranks(ranks);
+  if (!group) {
+    idle_ = true;
+    return;
+  }
   // Duplicates made in the same order on every process: one per replica, so
   // that replicas stepping at once never mix their messages.
-  for (int d = 0; d < config_.dp && config_.ranks_per_replica() > 1; ++d) {
+  for (int d = 0; d < config_.dp && ranks > 1; ++d) {
 #ifdef TIDAL_HAVE_NCCL
     if (config_.comm == "nccl") {
       replica_groups_.push_back(
-          std::make_unique<NcclCommunicator>(world->dup(), NcclCommunicator::device_for(mpi_->local_rank())));
+          std::make_unique<NcclCommunicator>(group->dup(), NcclCommunicator::device_for(world_->local_rank())));
       continue;
     }
 #endif
-    replica_groups_.push_back(world->dup());
+    replica_groups_.push_back(group->dup());
   }
-  std::fprintf(stderr, "tidal: MPI rank %d of %d (pid %d, host %s): %s\n", world_rank_, mpi_->world_size(),
-               int(getpid()), mpi_->host().c_str(), world_rank_ == 0 ? "driver" : "worker");
-}
 #endif
+}
 
 std::vector<std::unique_ptr<Executor>> Deployment::executors() {
   if (!is_driver()) throw Error(ErrorCode::kInternal, "only the driver process runs executors");
@@ -133,9 +133,7 @@ std::vector<std::unique_ptr<Executor>> Deployment::executors() {
       on_failure = [g = local_groups_[size_t(d)]](const std::string& reason) { g->fail(reason); };
     } else {
       group = std::move(replica_groups_[size_t(d)]);
-#ifdef TIDAL_HAVE_MPI
-      on_failure = [mpi = mpi_.get()](const std::string&) { mpi->fail_stop(kFlushDelay); };
-#endif
+      on_failure = [world = world_](const std::string&) { world->fail_stop(kFlushDelay); };
     }
     auto rank0 = std::make_unique<RankWorker>(model_, config_, std::move(group), device.backend);
     executors.push_back(std::make_unique<ParallelExecutor>(model_.config, config_, std::move(rank0), on_failure));
@@ -151,7 +149,7 @@ void Deployment::serve() {
       worker.serve();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "tidal: MPI rank %d failed: %s\n", world_rank_, e.what());
-      mpi_->fail_stop(std::chrono::milliseconds(0));
+      world_->fail_stop(std::chrono::milliseconds(0));
     }
   };
   std::vector<std::thread> replicas;
