@@ -105,11 +105,12 @@ class Server:
         return self.wait_exit(timeout)
 
 
-def start_server(model_args, *extra, name=STORIES):
-    """Starts `tidal serve` and waits until /health answers (with the key, if one is given)."""
+def start_server(model_args, *extra, name=STORIES, launcher=()):
+    """Starts `tidal serve` (under `launcher`, e.g. mpirun, if given) and
+    waits until /health answers (with the key, if one is given)."""
     log = tempfile.NamedTemporaryFile(prefix="tidal-serve-", suffix=".log", delete=False)
     common = [x for flag, value in COMMON_ARGS.items() if flag not in extra for x in (flag, value)]
-    cmd = [TIDAL, "serve", *model_args, "--port", "0", "--served-model-name", name, *common, *extra]
+    cmd = [*launcher, TIDAL, "serve", *model_args, "--port", "0", "--served-model-name", name, *common, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     url = None
     sel = selectors.DefaultSelector()
