@@ -58,7 +58,10 @@ void check_config_values(const ServedConfig& c) {
 
 std::string change_kind(const ServedConfig& a, const ServedConfig& b) {
   std::string kind;
-  auto add = [&](const char* k) { kind += (kind.empty() ? "" : "+") + std::string(k); };
+  auto add = [&](const char* k) {
+    if (!kind.empty()) kind += '+';
+    kind += k;
+  };
   if (a.variant != b.variant) add("variant");
   if (a.layout.tp != b.layout.tp || a.layout.pp != b.layout.pp || a.layout.dp != b.layout.dp ||
       a.layout.comm != b.layout.comm) {

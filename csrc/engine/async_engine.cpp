@@ -52,6 +52,9 @@ void AsyncEngine::run_swap() {
     swaps_.pop_front();
   }
   const auto start = std::chrono::steady_clock::now();
+  // Held throughout: `next` may destroy the old engine, which validate()
+  // must then not reach. Submissions wait for the pause to end.
+  std::unique_lock<std::shared_mutex> engine_lock(engine_mutex_);
   Swap result;
   std::vector<MovedRequest> moved = engine_->release_requests();
   result.requests_moved = moved.size();
@@ -60,16 +63,15 @@ void AsyncEngine::run_swap() {
   LLMEngine* next = nullptr;
   try {
     next = &swap.next(*engine_);
-    next->adopt_requests(std::move(moved));
+    next->adopt_requests(moved);
   } catch (...) {
     // `next` left the old engine alive (its contract) or adopt refused
     // before taking anything: the old engine takes its requests back.
-    if (!moved.empty()) engine_->adopt_requests(std::move(moved));
+    if (!moved.empty()) engine_->adopt_requests(moved);
     swap.done.set_exception(std::current_exception());
     return;
   }
   if (next != engine_) {
-    std::unique_lock<std::shared_mutex> engine_lock(engine_mutex_);
     engine_ = next;
     // In one step, so that a scrape never counts the old engine twice or
     // not at all.
@@ -77,6 +79,7 @@ void AsyncEngine::run_swap() {
     carried_.retire(retired);
     stats_ = engine_->stats();
   }
+  engine_lock.unlock();
   result.pause_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   swap.done.set_value(result);
 }

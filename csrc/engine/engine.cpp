@@ -240,7 +240,7 @@ std::vector<MovedRequest> LLMEngine::release_requests() {
   return moved;
 }
 
-void LLMEngine::adopt_requests(std::vector<MovedRequest> moved) {
+void LLMEngine::adopt_requests(std::vector<MovedRequest>& moved) {
   for (const MovedRequest& m : moved) {
     if (m.tokenizer_ != &tokenizer_) {
       throw Error(ErrorCode::kInternal, "request " + m.id() + " comes from an engine with another tokenizer");
@@ -263,6 +263,7 @@ void LLMEngine::adopt_requests(std::vector<MovedRequest> moved) {
     replica.requests.push_back(state.get());
     requests_[state->request.id] = std::move(state);
   }
+  moved.clear();
 }
 
 std::vector<RequestOutput> LLMEngine::step() {

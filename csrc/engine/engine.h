@@ -111,9 +111,10 @@ class LLMEngine {
   // Continues requests released by another engine that shares this one's
   // tokenizer (same model, any weights or layout). Each goes to a replica
   // and waits to recompute what it had computed; arrival order is kept
-  // ahead of requests added later. Throws Error (nothing adopted) when one
-  // does not fit this engine's context or comes from another tokenizer.
-  void adopt_requests(std::vector<MovedRequest> moved);
+  // ahead of requests added later. Takes them all (`moved` is left empty),
+  // or throws Error and takes none when one does not fit this engine's
+  // context or comes from another tokenizer.
+  void adopt_requests(std::vector<MovedRequest>& moved);
   // Runs one scheduling step and the forward pass; returns what changed.
   std::vector<RequestOutput> step();
   bool has_unfinished() const { return !requests_.empty(); }

@@ -28,7 +28,7 @@ std::vector<Request> mixed_requests(const Tokenizer& tok) {
   std::vector<Request> rs;
   for (size_t i = 0; i < kPrompts.size() * 2; ++i) {
     Request r;
-    r.id = "r" + std::to_string(i);
+    r.id = std::to_string(i);
     r.prompt = tok.encode(kPrompts[i % kPrompts.size()], true);
     r.sampling.max_tokens = 20 + int(i) * 7;
     r.sampling.ignore_eos = true;
@@ -85,7 +85,8 @@ Streams run_moving(const std::vector<LLMEngine*>& engines, std::vector<Request> 
       std::vector<MovedRequest> moved = engines[current]->release_requests();
       EXPECT_FALSE(engines[current]->has_unfinished());
       EXPECT_EQ(engines[current]->stats().num_used_blocks, 0) << "release frees every block";
-      engines[next]->adopt_requests(std::move(moved));
+      engines[next]->adopt_requests(moved);
+      EXPECT_TRUE(moved.empty());
       current = next;
     }
   }
@@ -138,8 +139,17 @@ TEST(LiveSwitch, AdoptRefusesRequestsThatDoNotFitAndTakesNothing) {
   a.add_request(r);
   a.step();
   std::vector<MovedRequest> moved = a.release_requests();
-  EXPECT_THROW(tiny.adopt_requests(std::move(moved)), Error);
+  EXPECT_THROW(tiny.adopt_requests(moved), Error);
   EXPECT_FALSE(tiny.has_unfinished());
+  // Nothing was lost: the request goes back and finishes where it was.
+  ASSERT_EQ(moved.size(), 1u);
+  a.adopt_requests(moved);
+  int tokens = 1;  // the first step sampled one
+  while (a.has_unfinished()) {
+    for (const RequestOutput& out : a.step())
+      for (const CompletionDelta& d : out.deltas) tokens += int(d.token_ids.size());
+  }
+  EXPECT_EQ(tokens, 100);
 }
 
 // A ServedModelRuntime over stories260K with the test model's pool.
@@ -189,6 +199,22 @@ int used_blocks_when_settled(AsyncEngine& engine) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return engine.stats().num_used_blocks;
+}
+
+TEST(LiveSwitch, SwapRefusedByTheNewEngineLeavesEveryRequestOnTheOld) {
+  TestModel m = load_stories();
+  const std::vector<Request> requests = mixed_requests(*m.tokenizer);
+  LLMEngine reference(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  const Streams want = run_moving({&reference}, requests, 1);
+
+  CpuBackend other_backend(*m.pool);
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  LLMEngine tiny(*m.model, *m.tokenizer, other_backend, small_engine_config(2));  // 32 tokens of context
+  AsyncEngine loop(engine, 256);
+  std::future<Streams> got = submit_all(loop, requests);
+  EXPECT_THROW(loop.swap_engine([&](LLMEngine&) -> LLMEngine& { return tiny; }), Error);
+  expect_same_streams(got.get(), want);
+  EXPECT_FALSE(tiny.has_unfinished());
 }
 
 TEST(LiveSwitch, RuntimeSwitchesLayoutsUnderLoadWithIdenticalOutputs) {
