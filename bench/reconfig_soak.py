@@ -4,13 +4,21 @@ running `tidal serve --admin-key`, runs a baseline tidal-bench load, then the
 same load again while it performs N live switches one after another, and
 prints what the switches cost and what the requests in flight saw.
 
+The soak load is a sequence of tidal-bench rounds (--round-prompts requests
+each, the same shape as the baseline) started back to back for as long as
+switches are being made, so it lasts as long as the switching whatever the
+switches do to throughput; the round in progress when the last switch is
+done finishes, and no more start.
+
 Python stdlib + requests. Writes into --results:
-  baseline.json / baseline.txt   tidal-bench --json output and its report (no switches)
-  soak.json / soak.txt           the same during the switches
-  switch_replies.json            every PUT /admin/v1/config?wait=true: target, HTTP status, reply, wall seconds, 409 retries
-  switches.json                  GET /admin/v1/switches at the end (the server's switch log, raw)
-  config_end.json, metrics_end.txt   GET /admin/v1/config and /metrics at the end
-  report.md                      the tables printed
+  baseline.json / .txt / .cmd      tidal-bench --json output, its report, its command (no switches)
+  soak-NN.json / .txt / .cmd       the same for each round of the soak load
+  switch_replies.json              every PUT /admin/v1/config?wait=true: target, HTTP status, reply,
+                                   wall seconds, 409 retries, whether the load was running
+  switches.json                    GET /admin/v1/switches at the end (the server's switch log, raw)
+  config_start.json, config_end.json, metrics_end.txt   GET /admin/v1/config and /metrics
+  runs.jsonl                       each tidal-bench run's exit code and exit wall time (its start = exit - duration)
+  report.md                        the tables printed
 Exit status: 0 when every request and every switch succeeded, 1 otherwise,
 2 for bad arguments.
 """
@@ -22,11 +30,13 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import requests
 
 LAYOUT_RE = re.compile(r"(tp|pp|dp)(\d+)")
+EPS = 0.1  # s: slack when placing client-side times against a swap
 
 
 def parse_layout(name):
@@ -63,13 +73,99 @@ def log(msg):
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def token_times(r, t0):
+    """Wall-clock times of a request's output tokens (first, then after each inter-token gap)."""
+    t = t0 + r["start_s"] + r["ttft_s"]
+    out = [t]
+    for g in r["itl_s"]:
+        t += g
+        out.append(t)
+    return out
+
+
+def latency_stats(reqs):
+    """p50/p99 (ms) of TTFT, TPOT, ITL and E2E over successful requests, the
+    way tidal-bench summarizes (TPOT of requests with more than one token,
+    ITL over every gap of every request)."""
+    reqs = [r for r in reqs if r["success"]]
+    ms = lambda v, p: percentile(v, p) * 1000 if v else float("nan")
+    tpot = [r["tpot_s"] for r in reqs if r["tpot_s"] is not None and r["output_tokens"] > 1]
+    itl = [g for r in reqs for g in r["itl_s"]]
+    e2e = [r["latency_s"] for r in reqs]
+    ttft = [r["ttft_s"] for r in reqs]
+    return {"n": len(reqs), "ttft": (ms(ttft, 50), ms(ttft, 99)), "tpot": (ms(tpot, 50), ms(tpot, 99)),
+            "itl": (ms(itl, 50), ms(itl, 99)), "e2el": (ms(e2e, 50), ms(e2e, 99))}
+
+
+class BenchRun:
+    """One tidal-bench process; its exit time is noted by a watcher thread so
+    its requests can be placed on the wall clock (start = exit - duration)."""
+
+    def __init__(self, soak, tag, num_prompts, seed, ready_check):
+        a = soak.a
+        self.soak, self.tag = soak, tag
+        self.json_path = soak.out / f"{tag}.json"
+        cmd = [a.bench, "--base-url", soak.url, "--model", a.model_name, "--endpoint", "completions",
+               "--dataset", "random", "--random-input-len", str(a.input_len), "--random-output-len",
+               str(a.output_len), "--random-vocab-size", str(a.vocab_size), "--num-prompts", str(num_prompts),
+               "--max-concurrency", str(a.concurrency), "--request-rate", "inf", "--ignore-eos",
+               "--seed", str(seed), "--timeout", str(a.request_timeout),
+               "--ready-check-timeout", "60" if ready_check else "0", "--disable-progress",
+               "--json", str(self.json_path)]
+        (soak.out / f"{tag}.cmd").write_text(" ".join(cmd) + "\n")
+        self.stdout = open(soak.out / f"{tag}.txt", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.stdout, stderr=subprocess.STDOUT, text=True)
+        self.t_exit = None
+        self.exited = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        self.proc.wait()
+        self.t_exit = time.time()
+        self.exited.set()
+
+    def running(self):
+        return not self.exited.is_set()
+
+    def finish(self, timeout):
+        """Waits; returns its JSON document (with '_t0', the wall time of its
+        start) or None, noting the problem."""
+        soak = self.soak
+        if not self.exited.wait(timeout):
+            self.proc.kill()
+            self.exited.wait()
+            self.stdout.close()
+            soak.problem(f"{self.tag}: tidal-bench did not finish within {timeout:.0f} s (killed); "
+                         f"server log tail:\n{soak.server_log_tail()}")
+            return None
+        self.stdout.close()
+        rc = self.proc.returncode
+        with open(soak.out / "runs.jsonl", "a") as f:
+            f.write(json.dumps({"tag": self.tag, "rc": rc, "t_exit": self.t_exit}) + "\n")
+        if rc != 0 or not self.json_path.exists():
+            text = (soak.out / f"{self.tag}.txt").read_text(errors="replace")
+            soak.problem(f"{self.tag}: tidal-bench exited with {rc}:\n{text[-3000:]}\n"
+                         f"server log tail:\n{soak.server_log_tail()}")
+            return None
+        doc = json.loads(self.json_path.read_text())
+        doc["_t0"] = self.t_exit - doc["summary"]["duration"]
+        doc["_tag"] = self.tag
+        soak.check_requests(self.tag, doc)
+        return doc
+
+
 class Soak:
     def __init__(self, a):
         self.a = a
         self.url = a.url.rstrip("/")
         self.out = pathlib.Path(a.results)
         self.admin = {"Authorization": f"Bearer {a.admin_key}"}
-        self.problems = []  # lines for the verdict
+        self.problems = []  # lines for the verdict; "note: ..." ones do not fail it
+        self.lock = threading.Lock()
+
+    def problem(self, text):
+        with self.lock:
+            self.problems.append(text)
 
     # ---- server ----------------------------------------------------------
     def server_alive(self):
@@ -90,51 +186,15 @@ class Soak:
     def metrics(self):
         r = requests.get(self.url + "/metrics", timeout=10)
         r.raise_for_status()
-        out = {}
+        out = {}  # 'name{labels}': value, and 'name': the sum over its label sets
         for line in r.text.splitlines():
             if line and not line.startswith("#"):
                 key, value = line.rsplit(" ", 1)
                 out[key] = float(value)
+                name = key.split("{", 1)[0]
+                if name != key and "le=" not in key:
+                    out[name] = out.get(name, 0.0) + float(value)
         return out, r.text
-
-    # ---- load ------------------------------------------------------------
-    def bench_cmd(self, num_prompts, json_path, seed):
-        a = self.a
-        return [a.bench, "--base-url", self.url, "--model", a.model_name, "--endpoint", "completions",
-                "--dataset", "random", "--random-input-len", str(a.input_len), "--random-output-len",
-                str(a.output_len), "--random-vocab-size", str(a.vocab_size), "--num-prompts", str(num_prompts),
-                "--max-concurrency", str(a.concurrency), "--request-rate", "inf", "--ignore-eos",
-                "--seed", str(seed), "--timeout", str(a.request_timeout), "--ready-check-timeout", "60",
-                "--disable-progress", "--json", str(json_path)]
-
-    def start_bench(self, tag, num_prompts, seed):
-        cmd = self.bench_cmd(num_prompts, self.out / f"{tag}.json", seed)
-        (self.out / f"{tag}.cmd").write_text(" ".join(cmd) + "\n")
-        stdout = open(self.out / f"{tag}.txt", "w")
-        t_launch = time.time()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, text=True)
-        return proc, stdout, t_launch
-
-    def finish_bench(self, tag, proc, stdout, timeout):
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            stdout.close()
-            self.problems.append(f"{tag}: tidal-bench did not finish within {timeout:.0f} s (killed); "
-                                 f"server log tail:\n{self.server_log_tail()}")
-            return None, None
-        t_exit = time.time()
-        stdout.close()
-        path = self.out / f"{tag}.json"
-        if rc != 0 or not path.exists():
-            text = (self.out / f"{tag}.txt").read_text(errors="replace")
-            self.problems.append(f"{tag}: tidal-bench exited with {rc}:\n{text[-3000:]}\n"
-                                 f"server log tail:\n{self.server_log_tail()}")
-            return None, None
-        doc = json.loads(path.read_text())
-        return doc, t_exit
 
     def check_requests(self, tag, doc):
         """Failed requests (tidal-bench's count and each record), and streams
@@ -146,27 +206,26 @@ class Soak:
             errs = {}
             for r in failed:
                 errs[r["error"]] = errs.get(r["error"], 0) + 1
-            self.problems.append(f"{tag}: {s['failed']} failed requests; errors: {json.dumps(errs)}")
+            self.problem(f"{tag}: {s['failed']} failed requests; errors: {json.dumps(errs)}; server log tail:\n"
+                         f"{self.server_log_tail(15)}")
         short = [r for r in reqs if r["success"] and r["output_tokens"] != r["expected_output_len"]]
         if short:
             ex = short[0]
-            self.problems.append(
-                f"{tag}: {len(short)} successful requests returned a different number of tokens than asked "
-                f"(--ignore-eos); e.g. request {ex['index']}: {ex['output_tokens']} of {ex['expected_output_len']}, "
-                f"finish_reason {ex['finish_reason']}")
+            self.problem(f"{tag}: {len(short)} successful requests returned a different number of tokens than "
+                         f"asked (--ignore-eos); e.g. request {ex['index']}: {ex['output_tokens']} of "
+                         f"{ex['expected_output_len']}, finish_reason {ex['finish_reason']}")
 
     # ---- switches --------------------------------------------------------
     def targets(self):
         """Fixed cycle: kind i%3 = variant, layout, variant+layout; the
         variant and the layout each advance one step in their own list when
-        they change."""
-        vi, li = -1, 0  # start: whatever the server serves; the first target is variants[0], layouts[0]
+        they change. The first target is (variants[0], layouts[0]), a
+        variant switch from the server's start (base tp1)."""
+        vi = li = 0
         out = []
         for i in range(self.a.switches):
             kind = ("variant", "layout", "variant+layout")[i % 3]
-            if i == 0:
-                vi, li = 0, 0
-            else:
+            if i > 0:
                 if "variant" in kind:
                     vi = (vi + 1) % len(self.a.variants)
                 if "layout" in kind:
@@ -182,17 +241,35 @@ class Soak:
         while True:
             r = requests.put(self.url + "/admin/v1/config?wait=true", json=body, headers=self.admin,
                              timeout=self.a.switch_timeout)
-            if r.status_code != 409:
+            if r.status_code != 409 or time.monotonic() - t > self.a.switch_timeout:
                 break
             retries += 1
-            if time.monotonic() - t > self.a.switch_timeout:
-                break
             time.sleep(0.2)
         try:
             reply = r.json()
         except ValueError:
             reply = r.text
         return r.status_code, reply, time.monotonic() - t, retries
+
+    # ---- the soak load ---------------------------------------------------
+    def load_loop(self, stop, rounds, current):
+        """Rounds of tidal-bench back to back until `stop` is set."""
+        k = 0
+        while not stop.is_set():
+            k += 1
+            run = BenchRun(self, f"soak-{k:02d}", self.a.round_prompts, self.a.seed + k, ready_check=False)
+            current[0] = run
+            doc = run.finish(self.a.bench_timeout)
+            if doc is None:
+                rounds.append(None)
+                stop.set()
+                return
+            rounds.append(doc)
+            s = doc["summary"]
+            log(f"load round {k}: {s['completed']} done, {s['failed']} failed in {s['duration']:.1f} s")
+            if s["failed"] and self.a.stop_on_failure:
+                stop.set()
+        current[0] = None
 
     # ---- the run ---------------------------------------------------------
     def run(self):
@@ -206,70 +283,69 @@ class Soak:
         # 1. baseline: same load, no switches, the configuration the server started with.
         log(f"baseline: {a.baseline_prompts} requests ({a.input_len} in / {a.output_len} out tokens, "
             f"concurrency {a.concurrency}) on {start_desc}")
-        proc, fh, _ = self.start_bench("baseline", a.baseline_prompts, a.seed)
-        base, _ = self.finish_bench("baseline", proc, fh, a.bench_timeout)
+        base = BenchRun(self, "baseline", a.baseline_prompts, a.seed, ready_check=True).finish(a.bench_timeout)
         if base is None:
-            return self.verdict(None, None, [], [], start_desc)
-        self.check_requests("baseline", base)
+            return self.verdict(None, [], [], [], start_desc, None)
         bs = base["summary"]
         log(f"baseline: {bs['completed']} done, {bs['failed']} failed in {bs['duration']:.1f} s "
-            f"({bs['request_throughput']:.2f} req/s)")
+            f"({bs['request_throughput']:.2f} req/s, {bs['output_throughput']:.1f} output tok/s)")
 
-        # 2. soak: enough requests to outlast the switches (estimated from the baseline's rate).
+        # 2. soak: rounds of the same load while switching.
         targets = self.targets()
-        if a.soak_prompts > 0:
-            n_soak = a.soak_prompts
-        else:
-            est_s = a.switches * (a.est_switch_s + a.switch_gap_s) + 10
-            n_soak = math.ceil(bs["request_throughput"] * est_s * 1.3) + a.concurrency
-            n_soak = max(4 * a.concurrency, min(n_soak, a.max_soak_prompts))
-        log(f"soak: {n_soak} requests, {a.switches} switches over variants {','.join(a.variants)} "
-            f"x layouts {','.join(a.layouts)}")
-        proc, fh, t_launch = self.start_bench("soak", n_soak, a.seed + 1)
-        # Start switching once requests are running.
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
+        log(f"soak: {a.switches} switches over variants {','.join(a.variants)} x layouts {','.join(a.layouts)}, "
+            f"{a.switch_gap_s} s apart, under rounds of {a.round_prompts} requests")
+        stop = threading.Event()
+        rounds, current = [], [None]
+        loader = threading.Thread(target=self.load_loop, args=(stop, rounds, current), daemon=True)
+        loader.start()
+        deadline = time.monotonic() + 90  # start switching once requests are running
+        while time.monotonic() < deadline and not stop.is_set():
             m, _ = self.metrics()
             if m.get("tidal:num_requests_running", 0) >= min(a.concurrency, 2):
                 break
             time.sleep(0.1)
 
         replies = []
-        after_load = 0
         aborted = None
+        t_first = time.time()
         for i, (kind, layout_name, body) in enumerate(targets):
-            if proc.poll() is not None:
-                after_load += 1
+            if stop.is_set():
+                aborted = "the load stopped (see above)"
+                break
             try:
                 status, reply, wall, retries = self.put_switch(body)
             except requests.RequestException as e:
                 aborted = (f"switch {i + 1}/{len(targets)} to {body}: {type(e).__name__}: {e}; server "
                            f"{'alive' if self.server_alive() else 'DEAD'}; server log tail:\n{self.server_log_tail()}")
                 break
+            run = current[0]
             rec = {"n": i + 1, "expected_kind": kind, "layout": layout_name, "body": body, "status": status,
                    "reply": reply, "wall_seconds": wall, "retries_409": retries, "t_reply": time.time(),
-                   "bench_running": proc.poll() is None}
+                   "load_running": run is not None and run.running()}
             replies.append(rec)
             ok = status == 200 and isinstance(reply, dict) and reply.get("outcome") == "done"
             short = (f"{reply.get('kind')} {reply.get('outcome')} prep {reply.get('prepare_seconds', 0):.2f}s "
-                     f"pause {1e3 * reply.get('pause_seconds', 0):.1f}ms moved {reply.get('requests_moved')} "
-                     f"recompute {reply.get('tokens_recomputed')}" if isinstance(reply, dict) and status == 200
-                     else f"HTTP {status}: {json.dumps(reply)[:300]}")
+                     f"pause {1e3 * reply.get('pause_seconds', 0):.2f}ms moved {reply.get('requests_moved')} "
+                     f"recompute {reply.get('tokens_recomputed')}"
+                     + (f" error: {reply.get('error')}" if reply.get("error") else "")
+                     if isinstance(reply, dict) and status == 200 else f"HTTP {status}: {json.dumps(reply)[:300]}")
             if not ok or i < 3 or (i + 1) % 10 == 0:
                 log(f"switch {i + 1}/{len(targets)} -> {body['variant']} {layout_name}: {short} "
                     f"(wall {wall:.2f}s{', 409 x' + str(retries) if retries else ''})")
             if not self.server_alive():
                 aborted = f"server died after switch {i + 1}; server log tail:\n{self.server_log_tail()}"
                 break
-            time.sleep(a.switch_gap_s)
+            if i + 1 < len(targets):
+                time.sleep(a.switch_gap_s)
+        t_last = time.time()
+        stop.set()
         (self.out / "switch_replies.json").write_text(json.dumps(replies, indent=1))
         if aborted:
-            self.problems.append("switching aborted: " + aborted)
-        if after_load:
-            self.problems.append(f"note: the load ended before the last {after_load} switches "
-                                 f"(raise --soak-prompts or --est-switch-s)")
-        log(f"switches sent: {len(replies)}; waiting for the soak load to finish")
-        soak, t_exit = self.finish_bench("soak", proc, fh, a.bench_timeout)
+            self.problem("switching aborted: " + aborted)
+        log(f"switches sent: {len(replies)} in {t_last - t_first:.0f} s; waiting for the load round in progress")
+        loader.join(a.bench_timeout + 30)
+        if loader.is_alive():
+            self.problem("the soak load did not finish")
 
         switches = []
         try:
@@ -281,68 +357,28 @@ class Soak:
                            indent=1))
             (self.out / "metrics_end.txt").write_text(self.metrics()[1])
         except (requests.RequestException, ValueError) as e:
-            self.problems.append(f"could not read the switch log / config / metrics at the end: {e}; "
-                                 f"server log tail:\n{self.server_log_tail()}")
-        if soak is not None:
-            self.check_requests("soak", soak)
-            soak["_t0"] = t_exit - soak["summary"]["duration"]  # approx. wall time of the soak run's start
-        return self.verdict(base, soak, replies, switches, start_desc)
+            self.problem(f"could not read the switch log / config / metrics at the end: {e}; "
+                         f"server log tail:\n{self.server_log_tail()}")
+        return self.verdict(base, rounds, replies, switches, start_desc, (t_first, t_last))
 
     # ---- report ----------------------------------------------------------
-    def inflight_split(self, soak, switches):
-        """Requests of the soak run whose lifetime spans a swap (approximate:
-        the run's start is taken as its exit time minus its duration; a swap
-        happens at requested_at + prepare_seconds), and the inter-token gaps
-        that contain one."""
-        swaps = sorted(s["requested_at_ms"] / 1000.0 + s["prepare_seconds"]
-                       for s in switches if s["outcome"] == "done")
-        t0 = soak["_t0"]
-        span, rest, gaps_span, gaps_rest = [], [], [], []
-        for r in soak["requests"]:
-            if not r["success"]:
-                continue
-            b = t0 + r["start_s"]
-            e = b + r["latency_s"]
-            (span if any(b <= w <= e for w in swaps) else rest).append(r)
-            t = b + r["ttft_s"]
-            for g in r["itl_s"]:
-                (gaps_span if any(t <= w <= t + g for w in swaps) else gaps_rest).append(g)
-                t += g
-        return span, rest, gaps_span, gaps_rest
-
-    @staticmethod
-    def req_stats(reqs, gaps=None):
-        tpot = [r["tpot_s"] for r in reqs if r["tpot_s"] is not None and r["output_tokens"] > 1]
-        itl = gaps if gaps is not None else [g for r in reqs for g in r["itl_s"]]
-        e2e = [r["latency_s"] for r in reqs]
-        ttft = [r["ttft_s"] for r in reqs]
-        ms = lambda v, p: percentile(v, p) * 1000 if v else float("nan")
-        return {"n": len(reqs), "ttft": (ms(ttft, 50), ms(ttft, 99)), "tpot": (ms(tpot, 50), ms(tpot, 99)),
-                "itl": (ms(itl, 50), ms(itl, 99)), "e2el": (ms(e2e, 50), ms(e2e, 99)),
-                "itl_max": max(itl) * 1000 if itl else float("nan")}
-
-    @staticmethod
-    def summary_stats(s):
-        return {"n": s["completed"], "ttft": (s["median_ttft_ms"], s["p99_ttft_ms"]),
-                "tpot": (s["median_tpot_ms"], s["p99_tpot_ms"]), "itl": (s["median_itl_ms"], s["p99_itl_ms"]),
-                "e2el": (s["median_e2el_ms"], s["p99_e2el_ms"])}
-
-    def verdict(self, base, soak, replies, switches, start_desc):
+    def verdict(self, base, rounds, replies, switches, start_desc, window):
         a = self.a
         lines = []
         p = lines.append
-        p(f"## Live reconfiguration soak: {a.model_name}, {a.switches} switches requested")
+        p(f"## Live reconfiguration soak: {a.model_name}, {a.switches} switches")
         p("")
         p(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; machine: {os.cpu_count()} cores, "
-          f"load average now {open('/proc/loadavg').read().split()[:3]}")
+          f"load average at the end {' '.join(open('/proc/loadavg').read().split()[:3])}")
         p(f"- server: {a.server_desc}")
-        p(f"- load: tidal-bench random {a.input_len} in / {a.output_len} out tokens (--ignore-eos), "
-          f"concurrency {a.concurrency}; baseline on the start configuration ({start_desc}), no switches")
+        p(f"- load: tidal-bench random dataset, {a.input_len} prompt / {a.output_len} output tokens (--ignore-eos), "
+          f"max concurrency {a.concurrency}; baseline {a.baseline_prompts} requests on the start configuration "
+          f"({start_desc}) without switches; soak: rounds of {a.round_prompts} requests back to back while switching")
         p(f"- cycle: kinds variant, layout, variant+layout in turn; variants {', '.join(a.variants)}; "
-          f"layouts {', '.join(a.layouts)}; {a.switch_gap_s} s between switches")
+          f"layouts {', '.join(a.layouts)}; PUT ?wait=true one after another, {a.switch_gap_s} s apart")
         p("")
 
-        # Switches: the server's log, restricted to this run's (origin operator, ids of our replies).
+        # Switches: this run's records from the server's log (else the replies).
         ids = {r["reply"]["id"] for r in replies if isinstance(r["reply"], dict) and "id" in r["reply"]}
         recs = [s for s in switches if s["id"] in ids] or \
                [r["reply"] for r in replies if isinstance(r["reply"], dict) and "outcome" in r["reply"]]
@@ -354,10 +390,17 @@ class Soak:
         retries = sum(r["retries_409"] for r in replies)
         p(f"### Switches: {len(replies)} sent, {sum(1 for s in recs if s['outcome'] == 'done')} done, "
           f"{len(failed)} failed, {len(unchanged)} unchanged, {len(rejected)} rejected (non-200), "
-          f"{retries} 409 retries, {sum(1 for r in replies if r['bench_running'])} while the load ran")
+          f"{retries} retries after 409, {sum(1 for r in replies if r['load_running'])} with the load running"
+          + (f", in {window[1] - window[0]:.0f} s" if window else ""))
+        mpath = self.out / "metrics_end.txt"
+        if mpath.exists():
+            counts = dict(re.findall(r'^tidal:reconfigurations_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$',
+                                     mpath.read_text(), re.M))
+            p(f"(server's /metrics at the end: tidal:reconfigurations_total "
+              f"{', '.join(f'{k} {float(v):.0f}' for k, v in counts.items())})")
         p("")
         p("| kind | count | failed | prepare p50 (s) | prepare p99 (s) | pause p50 (ms) | pause p99 (ms) "
-          "| pause max (ms) | requests moved mean | tokens recomputed mean | wall p50 (s) |")
+          "| pause max (ms) | requests moved mean | tokens recomputed mean | PUT wall p50 (s) |")
         p("|---|---|---|---|---|---|---|---|---|---|---|")
         wall_by_id = {r["reply"]["id"]: r["wall_seconds"] for r in replies
                       if isinstance(r["reply"], dict) and "id" in r["reply"]}
@@ -372,74 +415,107 @@ class Soak:
             pause = [s["pause_seconds"] * 1000 for s in done]
             p(f"| {kind} | {len(ks)} | {sum(1 for s in ks if s['outcome'] == 'failed')} "
               f"| {fmt(percentile(prep, 50), 2)} | {fmt(percentile(prep, 99), 2)} "
-              f"| {fmt(percentile(pause, 50), 2)} | {fmt(percentile(pause, 99), 2)} "
-              f"| {fmt(max(pause) if pause else None, 2)} "
+              f"| {fmt(percentile(pause, 50), 3)} | {fmt(percentile(pause, 99), 3)} "
+              f"| {fmt(max(pause) if pause else None, 3)} "
               f"| {fmt(mean([s['requests_moved'] for s in done]), 2)} "
               f"| {fmt(mean([s['tokens_recomputed'] for s in done]), 0)} "
               f"| {fmt(percentile([wall_by_id[s['id']] for s in ks if s['id'] in wall_by_id], 50), 2)} |")
         p("")
         for s in failed:
             p(f"- FAILED switch {s['id']} ({s['kind']}) {json.dumps(s['from'])} -> {json.dumps(s['to'])}: {s['error']}")
-            self.problems.append(f"switch {s['id']} failed: {s['error']}")
+            self.problem(f"switch {s['id']} failed: {s['error']}")
         for r in rejected:
             p(f"- REJECTED switch {r['n']} {json.dumps(r['body'])}: HTTP {r['status']}: {json.dumps(r['reply'])[:500]}")
-            self.problems.append(f"switch {r['n']} rejected with HTTP {r['status']}")
+            self.problem(f"switch {r['n']} rejected with HTTP {r['status']}")
         for r in kind_mismatch:
             p(f"- switch {r['n']}: expected kind {r['expected_kind']}, the server says {r['reply'].get('kind')}")
         if failed or rejected or kind_mismatch:
             p("")
 
-        # Latency: baseline vs soak.
-        if base is not None and soak is not None:
-            b = self.summary_stats(base["summary"])
-            s_all = self.summary_stats(soak["summary"])
-            cols = [("baseline (no switches)", b), ("soak, all requests", s_all)]
-            if recs:
-                span, rest, gaps_span, gaps_rest = self.inflight_split(soak, recs)
-                cols.append(("soak, in flight across a swap", self.req_stats(span)))
-                cols.append(("soak, not across a swap", self.req_stats(rest, gaps_rest)))
-            bsum, ssum = base["summary"], soak["summary"]
+        # Latency: baseline vs soak (all rounds), and the soak's requests in flight across a swap.
+        soak_reqs = []  # (record, t0 of its round)
+        for doc in rounds:
+            if doc is not None:
+                soak_reqs += [(r, doc["_t0"]) for r in doc["requests"]]
+        if base is not None and soak_reqs:
+            # A swap happens between the end of preparing and the PUT's reply
+            # (the old configuration is freed in between); EPS covers the
+            # client seeing a token a little after the server made it.
+            reply_at = {r["reply"]["id"]: r["t_reply"] for r in replies
+                        if isinstance(r["reply"], dict) and "id" in r["reply"]}
+            swaps = []
+            for s in recs:
+                if s["outcome"] == "done":
+                    begin = s["requested_at_ms"] / 1000.0 + s["prepare_seconds"]
+                    swaps.append((begin - EPS, max(reply_at.get(s["id"], begin), begin) + EPS))
+            span, rest, gaps_span, gaps_rest = [], [], [], []
+            for r, t0 in soak_reqs:
+                if not r["success"]:
+                    continue
+                b = t0 + r["start_s"]
+                (span if any(b <= w1 and w0 <= b + r["latency_s"] for w0, w1 in swaps) else rest).append(r)
+                times = token_times(r, t0)
+                for x, y in zip(times, times[1:]):
+                    (gaps_span if any(x <= w1 and w0 <= y for w0, w1 in swaps) else gaps_rest).append(y - x)
+            bsum = base["summary"]
+            all_soak = [r for r, _ in soak_reqs]
+            cols = [("baseline, no switches", latency_stats(base["requests"])),
+                    ("soak, all requests", latency_stats(all_soak)),
+                    ("soak, in flight across a swap", latency_stats(span)),
+                    ("soak, not across a swap", latency_stats(rest))]
+            n_failed = sum(1 for r in all_soak if not r["success"])
+            dur = sum(d["summary"]["duration"] for d in rounds if d is not None)
             p(f"### Latency (ms): baseline {bsum['completed']} ok / {bsum['failed']} failed requests in "
-              f"{bsum['duration']:.0f} s; soak {ssum['completed']} ok / {ssum['failed']} failed in "
-              f"{ssum['duration']:.0f} s")
+              f"{bsum['duration']:.0f} s; soak {len(all_soak) - n_failed} ok / {n_failed} failed in "
+              f"{sum(1 for d in rounds if d is not None)} rounds, {dur:.0f} s")
             p("")
             p("| metric | " + " | ".join(f"{name} (n={c['n']})" for name, c in cols) + " |")
             p("|---|" + "---|" * len(cols))
             for key, label in (("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2E latency"), ("ttft", "TTFT")):
                 for i, q in ((0, "p50"), (1, "p99")):
                     p(f"| {label} {q} | " + " | ".join(fmt(c[key][i]) for _, c in cols) + " |")
-            p(f"| output tok/s | {fmt(bsum['output_throughput'])} | {fmt(ssum['output_throughput'])} |"
-              + " |" * (len(cols) - 2))
-            if recs:
-                p("")
-                p(f"Inter-token gaps that contain a swap: n={len(gaps_span)}, "
-                  f"p50 {fmt(percentile(gaps_span, 50) * 1000 if gaps_span else None)} ms, "
-                  f"p99 {fmt(percentile(gaps_span, 99) * 1000 if gaps_span else None)} ms, "
-                  f"max {fmt(max(gaps_span) * 1000 if gaps_span else None)} ms; all other gaps: "
-                  f"p50 {fmt(percentile(gaps_rest, 50) * 1000 if gaps_rest else None)} ms, "
-                  f"p99 {fmt(percentile(gaps_rest, 99) * 1000 if gaps_rest else None)} ms.")
-                p("")
-                p("The baseline ran on the start configuration only; the soak mixes every configuration of "
-                  "the cycle (f32 and dp/tp/pp layouts run slower on 2 cores), so baseline vs soak differences "
-                  "include the configurations' own speed. The in-flight vs not-across-a-swap columns compare "
-                  "requests of the same run; \"across a swap\" uses the run's start estimated from its exit "
-                  "time (tens of ms).")
+            if window:
+                toks = sum(1 for r, t0 in soak_reqs if r["success"]
+                           for t in token_times(r, t0) if window[0] <= t <= window[1])
+                p(f"| output tok/s | {fmt(bsum['output_throughput'])} | "
+                  f"{fmt(toks / max(window[1] - window[0], 1e-9))} (while switching) | | |")
+            p("")
+            p(f"Inter-token gaps that contain a swap: n={len(gaps_span)}, "
+              f"p50 {fmt(percentile(gaps_span, 50) * 1000 if gaps_span else None)} ms, "
+              f"p99 {fmt(percentile(gaps_span, 99) * 1000 if gaps_span else None)} ms, "
+              f"max {fmt(max(gaps_span) * 1000 if gaps_span else None)} ms; all other soak gaps: "
+              f"p50 {fmt(percentile(gaps_rest, 50) * 1000 if gaps_rest else None)} ms, "
+              f"p99 {fmt(percentile(gaps_rest, 99) * 1000 if gaps_rest else None)} ms.")
+            p("")
+            p(f"(tidal-bench's own baseline summary: TPOT p50/p99 {fmt(bsum['median_tpot_ms'])}/"
+              f"{fmt(bsum['p99_tpot_ms'])}, ITL {fmt(bsum['median_itl_ms'])}/{fmt(bsum['p99_itl_ms'])}, "
+              f"E2E {fmt(bsum['median_e2el_ms'])}/{fmt(bsum['p99_e2el_ms'])} ms; the table recomputes every column "
+              f"the same way from the per-request records, the soak's over all its rounds.)")
+            p("")
+            p("Notes: the baseline runs on the start configuration only, while the soak mixes every configuration "
+              "of the cycle (f32 and tp/pp/dp layouts are slower on 2 cores) and prepares the next configuration "
+              "in the background on the same cores, so baseline vs soak includes both. \"In flight across a swap\": "
+              "requests whose lifetime overlaps a swap (from requested_at + prepare_seconds of a done switch to its "
+              "PUT reply, +-0.1 s), placed on the wall clock from each round's exit time minus its duration. The switch record's "
+              "pause is the hand-over only; the moved requests' recompute of prompt + generated tokens shows up "
+              "in the inter-token gaps that contain a swap.")
         p("")
         p(f"results: {self.out}")
 
         text = "\n".join(lines)
         print()
         print(text)
-        failed_requests = sum(d["summary"]["failed"] for d in (base, soak) if d is not None)
+        failed_requests = sum(d["summary"]["failed"] for d in [base, *rounds] if d is not None)
         print()
-        print(f"failed requests (tidal-bench): {failed_requests}")
+        print(f"failed requests (tidal-bench, baseline + soak): {failed_requests}")
         errors = [x for x in self.problems if not x.startswith("note:")]
         if self.problems:
             print("problems:")
             for x in self.problems:
                 print("  - " + x.replace("\n", "\n    "))
-        (self.out / "report.md").write_text(text + "\n\nproblems:\n" + "\n".join(self.problems) + "\n")
-        ok = not errors and base is not None and soak is not None
+        (self.out / "report.md").write_text(text + "\n\nfailed requests: " + str(failed_requests) +
+                                            "\nproblems:\n" + "\n".join(self.problems) + "\n")
+        ok = not errors and base is not None and bool(rounds) and None not in rounds and failed_requests == 0
         print("VERDICT: " + ("PASS" if ok else "FAIL"))
         return 0 if ok else 1
 
@@ -457,18 +533,18 @@ def main():
     ap.add_argument("--switches", type=int, default=100)
     ap.add_argument("--variants", default="f32,int8-g32,w4a16-g32")
     ap.add_argument("--layouts", default="tp1,tp3,pp2,dp2")
-    ap.add_argument("--switch-gap-s", type=float, default=0.5, help="pause between switches")
+    ap.add_argument("--switch-gap-s", type=float, default=2.0,
+                    help="pause between one switch's reply and the next PUT (lets the moved requests recompute and decode)")
     ap.add_argument("--switch-timeout", type=float, default=300, help="seconds one PUT ?wait=true may take")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--input-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--vocab-size", type=int, default=49152, help="SmolLM2's")
-    ap.add_argument("--baseline-prompts", type=int, default=32)
-    ap.add_argument("--soak-prompts", type=int, default=0, help="0: estimated to outlast the switches")
-    ap.add_argument("--est-switch-s", type=float, default=2.5, help="seconds one switch is expected to take (for the estimate)")
-    ap.add_argument("--max-soak-prompts", type=int, default=1500)
+    ap.add_argument("--baseline-prompts", type=int, default=48)
+    ap.add_argument("--round-prompts", type=int, default=32, help="requests per tidal-bench round of the soak load")
     ap.add_argument("--request-timeout", type=int, default=120, help="tidal-bench --timeout")
-    ap.add_argument("--bench-timeout", type=float, default=900, help="seconds one tidal-bench run may take in all")
+    ap.add_argument("--bench-timeout", type=float, default=600, help="seconds one tidal-bench run may take in all")
+    ap.add_argument("--stop-on-failure", action="store_true", help="stop at the first round with a failed request")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     if a.switches < 1:
