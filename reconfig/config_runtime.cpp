@@ -30,7 +30,7 @@ int devices_per_replica(const ServedConfig& c) { return c.layout.tp * c.layout.p
 
 }  // namespace
 
-ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& config) : config_(config) {
+ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& config) {
   check_config_values(config);
   ParallelConfig layout = config.layout;
   // One rank per replica needs no communicator: the driver runs it alone

@@ -43,7 +43,6 @@ class ConfigRuntime {
   ConfigRuntime(const ConfigRuntime&) = delete;
   ConfigRuntime& operator=(const ConfigRuntime&) = delete;
 
-  const ServedConfig& config() const { return config_; }
   LLMEngine& engine() { return *engine_; }
   // What the served weights are stored as (describe_storage) and occupy
   // (model_weight_bytes).
@@ -58,7 +57,6 @@ class ConfigRuntime {
   static size_t estimated_bytes(const ModelSource& source, const ServedConfig& config);
 
  private:
-  ServedConfig config_;
   // Destroyed engine first (it stops the ranks), weights last.
   std::unique_ptr<Model> derived_;       // null when serving the base as loaded
   std::unique_ptr<Backend> backend_;     // single device

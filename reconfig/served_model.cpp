@@ -202,6 +202,24 @@ void ServedModelRuntime::run_switch(uint64_t id, ServedConfig to) {
     finish(std::move(r));
   };
 
+  if (r.kind == "knobs") {
+    // Same weights, same layout: the scheduler is retuned in place, between
+    // two steps; no request moves and nothing is allocated.
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_ = ServingState::kSwitching;
+    }
+    try {
+      r.pause_seconds = engine_->change_engine([&to](LLMEngine& engine) {
+        engine.set_scheduler_limits(to.max_num_seqs, to.max_num_batched_tokens, to.target_tpot_ms / 1000.0);
+      });
+    } catch (const std::exception& e) {
+      return fail(e.what());
+    }
+    r.outcome = "done";
+    return finish(std::move(r));
+  }
+
   size_t need = 0;
   if (options_.memory_limit_bytes > 0) {
     try {

@@ -11,7 +11,8 @@
 // configuration is freed after the loop has moved on. When a memory limit
 // says both cannot be resident, the old one is freed first and preparing
 // happens inside the pause (said so in the switch's record and log line).
-// A switch that fails to prepare leaves the old configuration serving.
+// A switch that fails to prepare leaves the old configuration serving. A
+// switch of scheduler knobs alone retunes the engine in place instead.
 #pragma once
 
 #include <chrono>

@@ -28,6 +28,12 @@ bool is_decoding(const Sequence* seq) { return seq->num_generated() > 0 && seq->
 
 Scheduler::Scheduler(const SchedulerConfig& config, BlockManager& blocks) : config_(config), blocks_(blocks) {}
 
+void Scheduler::set_limits(int max_num_seqs, int max_num_batched_tokens, double target_step_seconds) {
+  config_.max_num_seqs = max_num_seqs;
+  config_.max_num_batched_tokens = max_num_batched_tokens;
+  config_.target_step_seconds = target_step_seconds;
+}
+
 void Scheduler::add(Sequence* seq) {
   seq->status = SeqStatus::kWaiting;
   if (config_.priority_policy) {

@@ -65,6 +65,11 @@ class Scheduler {
   size_t num_running() const { return running_.size(); }
   uint64_t num_preemptions() const { return num_preemptions_; }
   const SchedulerConfig& config() const { return config_; }
+  // New batch limits and TPOT target from the next schedule() on (live
+  // reconfiguration). Sequences already running keep running; fewer
+  // max_num_seqs only holds back admissions until the count drops. The
+  // step cost model keeps what it has learned.
+  void set_limits(int max_num_seqs, int max_num_batched_tokens, double target_step_seconds);
 
  private:
   void preempt(Sequence* seq);

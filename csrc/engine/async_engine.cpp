@@ -32,12 +32,24 @@ void AsyncEngine::validate(const Request& request) const {
   engine_->validate(request);
 }
 
+double AsyncEngine::change_engine(const std::function<void(LLMEngine&)>& change) {
+  std::future<Swap> done;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stop_) throw Error(ErrorCode::kInternal, "the engine has stopped");
+    swaps_.push_back({nullptr, change, {}});
+    done = swaps_.back().done.get_future();
+    wake_.notify_one();
+  }
+  return done.get().pause_seconds;
+}
+
 AsyncEngine::Swap AsyncEngine::swap_engine(NextEngine next) {
   std::future<Swap> done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) throw Error(ErrorCode::kInternal, "the engine has stopped");
-    swaps_.push_back({std::move(next), {}});
+    swaps_.push_back({std::move(next), nullptr, {}});
     done = swaps_.back().done.get_future();
     wake_.notify_one();
   }
@@ -56,6 +68,17 @@ void AsyncEngine::run_swap() {
   // must then not reach. Submissions wait for the pause to end.
   std::unique_lock<std::shared_mutex> engine_lock(engine_mutex_);
   Swap result;
+  if (swap.in_place) {
+    try {
+      swap.in_place(*engine_);
+    } catch (...) {
+      swap.done.set_exception(std::current_exception());
+      return;
+    }
+    result.pause_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    swap.done.set_value(result);
+    return;
+  }
   std::vector<MovedRequest> moved = engine_->release_requests();
   result.requests_moved = moved.size();
   for (const MovedRequest& m : moved) result.tokens_to_recompute += m.tokens_to_recompute();

@@ -61,6 +61,9 @@ class AsyncEngine {
   // old engine and the error is rethrown here. Counters in stats() carry
   // over, so they never go back.
   Swap swap_engine(NextEngine next);
+  // At the next step boundary, runs `change` on the current engine (no
+  // request moves); blocks until done and returns how long the loop paused.
+  double change_engine(const std::function<void(LLMEngine&)>& change);
   // Checks a request against the current engine (safe from any thread).
   void validate(const Request& request) const;
 
@@ -81,7 +84,8 @@ class AsyncEngine {
   LLMEngine* engine_;
   mutable std::shared_mutex engine_mutex_;
   struct PendingSwap {
-    NextEngine next;
+    NextEngine next;                              // swap_engine
+    std::function<void(LLMEngine&)> in_place;     // or change_engine
     std::promise<Swap> done;
   };
   std::deque<PendingSwap> swaps_;                // guarded by mutex_

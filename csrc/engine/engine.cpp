@@ -266,6 +266,13 @@ void LLMEngine::adopt_requests(std::vector<MovedRequest>& moved) {
   moved.clear();
 }
 
+void LLMEngine::set_scheduler_limits(int max_num_seqs, int max_num_batched_tokens, double target_step_seconds) {
+  scheduler_config_.max_num_seqs = max_num_seqs;
+  scheduler_config_.max_num_batched_tokens = max_num_batched_tokens;
+  scheduler_config_.target_step_seconds = target_step_seconds;
+  for (auto& replica : replicas_) replica->scheduler->set_limits(max_num_seqs, max_num_batched_tokens, target_step_seconds);
+}
+
 std::vector<RequestOutput> LLMEngine::step() {
   std::vector<SchedulerOutput> sched(replicas_.size());
   bool any = false;

@@ -115,6 +115,9 @@ class LLMEngine {
   // or throws Error and takes none when one does not fit this engine's
   // context or comes from another tokenizer.
   void adopt_requests(std::vector<MovedRequest>& moved);
+  // Retunes every replica's scheduler in place (a knob-only switch: the
+  // executors, the KV pool and every request stay as they are).
+  void set_scheduler_limits(int max_num_seqs, int max_num_batched_tokens, double target_step_seconds);
   // Runs one scheduling step and the forward pass; returns what changed.
   std::vector<RequestOutput> step();
   bool has_unfinished() const { return !requests_.empty(); }

@@ -31,11 +31,6 @@ void PoolTurns::release() {
   cv_.notify_all();
 }
 
-void TurnTakingExecutor::allocate_kv_cache(int num_blocks, int block_size, DType dtype) {
-  const Turn turn(turns_);
-  inner_->allocate_kv_cache(num_blocks, block_size, dtype);
-}
-
 std::vector<float>& TurnTakingExecutor::run(const SchedulerOutput& step) {
   const Turn turn(turns_);
   return inner_->run(step);

@@ -30,13 +30,17 @@ class PoolTurns {
   uint64_t serving_ = 0;
 };
 
-// An Executor that holds the turn while the one it wraps touches the pool.
+// An Executor that holds the turn while the one it wraps runs a step.
 class TurnTakingExecutor : public Executor {
  public:
   TurnTakingExecutor(std::unique_ptr<Executor> inner, PoolTurns& turns) : inner_(std::move(inner)), turns_(turns) {}
 
   size_t kv_bytes_per_token(DType dtype) const override { return inner_->kv_bytes_per_token(dtype); }
-  void allocate_kv_cache(int num_blocks, int block_size, DType dtype) override;
+  // Allocating never touches the pool, so it takes no turn: a live switch
+  // zeroes the next configuration's KV pool while this one keeps stepping.
+  void allocate_kv_cache(int num_blocks, int block_size, DType dtype) override {
+    inner_->allocate_kv_cache(num_blocks, block_size, dtype);
+  }
   std::vector<float>& run(const SchedulerOutput& step) override;
 
  private:

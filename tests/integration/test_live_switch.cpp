@@ -272,19 +272,38 @@ TEST(LiveSwitch, MemoryLimitFreesTheOldConfigurationFirstOrRefusesWhatNeverFits)
   const Streams want = submit_all(rt.runtime->engine(), requests).get();
 
   std::future<Streams> got = submit_all(rt.runtime->engine(), requests);
-  const SwitchRecord r = rt.runtime->wait_for(rt.runtime->request_switch({.max_num_seqs = 8}, "test"));
+  // stories260K is f32: its f32 variant is the same model in weights of its own.
+  const SwitchRecord r = rt.runtime->wait_for(rt.runtime->request_switch({.variant = "f32"}, "test"));
   EXPECT_EQ(r.outcome, "done") << r.error;
   EXPECT_TRUE(r.freed_old_first);
   expect_same_streams(got.get(), want);
-  EXPECT_EQ(rt.runtime->config().max_num_seqs, 8);
+  EXPECT_EQ(rt.runtime->config().variant, "f32");
 
-  // Two pipeline stages hold a full 8 MiB pool each (64 sequences use it all):
-  // 16 MiB can never fit.
-  const SwitchRecord big = rt.runtime->wait_for(rt.runtime->request_switch({.pp = 2, .max_num_seqs = 64}, "test"));
+  // Two pipeline stages hold a full 8 MiB pool each: 16 MiB can never fit.
+  const SwitchRecord big = rt.runtime->wait_for(rt.runtime->request_switch({.pp = 2}, "test"));
   EXPECT_EQ(big.outcome, "failed");
   EXPECT_NE(big.error.find("--memory-limit-mb"), std::string::npos) << big.error;
   EXPECT_EQ(rt.runtime->config().layout.pp, 1);
   EXPECT_EQ(rt.runtime->num_switches("failed"), 1u);
+}
+
+TEST(LiveSwitch, KnobSwitchRetunesTheSchedulerInPlaceWithoutMovingRequests) {
+  Runtime rt;
+  const std::vector<Request> requests = mixed_requests(*rt.m.tokenizer);
+  const Streams want = submit_all(rt.runtime->engine(), requests).get();
+
+  std::future<Streams> got = submit_all(rt.runtime->engine(), requests);
+  for (const ConfigChange& change : {ConfigChange{.max_num_seqs = 2}, ConfigChange{.max_num_batched_tokens = 7},
+                                     ConfigChange{.max_num_seqs = 64, .max_num_batched_tokens = 2048}}) {
+    const SwitchRecord r = rt.runtime->wait_for(rt.runtime->request_switch(change, "test"));
+    EXPECT_EQ(r.outcome, "done") << r.error;
+    EXPECT_EQ(r.kind, "knobs");
+    EXPECT_EQ(r.requests_moved, 0u);
+  }
+  // Batch limits change which sequences share a step, never a token.
+  expect_same_streams(got.get(), want);
+  EXPECT_EQ(rt.runtime->config().max_num_batched_tokens, 2048);
+  EXPECT_EQ(used_blocks_when_settled(rt.runtime->engine()), 0);
 }
 
 TEST(LiveSwitch, VariantSwitchMidStreamKeepsEveryTokenOnce) {
