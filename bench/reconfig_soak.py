@@ -399,9 +399,10 @@ class Soak:
             p(f"(server's /metrics at the end: tidal:reconfigurations_total "
               f"{', '.join(f'{k} {float(v):.0f}' for k, v in counts.items())})")
         p("")
-        p("| kind | count | failed | prepare p50 (s) | prepare p99 (s) | pause p50 (ms) | pause p99 (ms) "
-          "| pause max (ms) | requests moved mean | tokens recomputed mean | PUT wall p50 (s) |")
-        p("|---|---|---|---|---|---|---|---|---|---|---|")
+        p("| kind | count | failed | prepare p50 (s) | prepare p99 (s) | step wait p50 (ms) | step wait p99 (ms) "
+          "| pause p50 (ms) | pause p99 (ms) | pause max (ms) | requests moved mean | tokens recomputed mean "
+          "| PUT wall p50 (s) |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         wall_by_id = {r["reply"]["id"]: r["wall_seconds"] for r in replies
                       if isinstance(r["reply"], dict) and "id" in r["reply"]}
         kinds = ["variant", "layout", "variant+layout"]
@@ -413,8 +414,10 @@ class Soak:
                 continue
             prep = [s["prepare_seconds"] for s in done]
             pause = [s["pause_seconds"] * 1000 for s in done]
+            wait = [s.get("step_wait_seconds", 0) * 1000 for s in done]
             p(f"| {kind} | {len(ks)} | {sum(1 for s in ks if s['outcome'] == 'failed')} "
               f"| {fmt(percentile(prep, 50), 2)} | {fmt(percentile(prep, 99), 2)} "
+              f"| {fmt(percentile(wait, 50), 1)} | {fmt(percentile(wait, 99), 1)} "
               f"| {fmt(percentile(pause, 50), 3)} | {fmt(percentile(pause, 99), 3)} "
               f"| {fmt(max(pause) if pause else None, 3)} "
               f"| {fmt(mean([s['requests_moved'] for s in done]), 2)} "

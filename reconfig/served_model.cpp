@@ -41,6 +41,7 @@ nlohmann::json switch_json(const SwitchRecord& r) {
                       {"outcome", r.outcome},
                       {"freed_old_first", r.freed_old_first},
                       {"prepare_seconds", r.prepare_seconds},
+                      {"step_wait_seconds", r.step_wait_seconds},
                       {"pause_seconds", r.pause_seconds},
                       {"requests_moved", r.requests_moved},
                       {"tokens_recomputed", r.tokens_recomputed}};
@@ -210,9 +211,11 @@ void ServedModelRuntime::run_switch(uint64_t id, ServedConfig to) {
       state_ = ServingState::kSwitching;
     }
     try {
-      r.pause_seconds = engine_->change_engine([&to](LLMEngine& engine) {
+      const AsyncEngine::Swap swap = engine_->change_engine([&to](LLMEngine& engine) {
         engine.set_scheduler_limits(to.max_num_seqs, to.max_num_batched_tokens, to.target_tpot_ms / 1000.0);
       });
+      r.step_wait_seconds = swap.step_wait_seconds;
+      r.pause_seconds = swap.pause_seconds;
     } catch (const std::exception& e) {
       return fail(e.what());
     }
@@ -300,6 +303,7 @@ void ServedModelRuntime::run_switch(uint64_t id, ServedConfig to) {
     }
     if (!r.error.empty()) {
       r.outcome = "failed";
+      r.step_wait_seconds = swap.step_wait_seconds;
       r.pause_seconds = swap.pause_seconds;
       r.requests_moved = swap.requests_moved;
       r.tokens_recomputed = swap.tokens_to_recompute;
@@ -307,6 +311,7 @@ void ServedModelRuntime::run_switch(uint64_t id, ServedConfig to) {
     }
   }
   r.outcome = "done";
+  r.step_wait_seconds = swap.step_wait_seconds;
   r.pause_seconds = swap.pause_seconds;
   r.requests_moved = swap.requests_moved;
   r.tokens_recomputed = swap.tokens_to_recompute;
@@ -317,8 +322,11 @@ void ServedModelRuntime::finish(SwitchRecord r) {
   std::string line = "tidal: " + options_.name + ": switch " + std::to_string(r.id) + " (" + r.origin + ", " + r.kind +
                      ") " + describe_config(r.from) + " -> " + describe_config(r.to) + ": " + r.outcome;
   char numbers[256];
-  std::snprintf(numbers, sizeof numbers, "; prepared in %.3f s, paused %.1f ms, %zu requests moved, %lld tokens to recompute",
-                r.prepare_seconds, r.pause_seconds * 1000.0, r.requests_moved, (long long)r.tokens_recomputed);
+  std::snprintf(numbers, sizeof numbers,
+                "; prepared in %.3f s, waited %.1f ms for the step in flight, paused %.2f ms, %zu requests moved, "
+                "%lld tokens to recompute",
+                r.prepare_seconds, r.step_wait_seconds * 1000.0, r.pause_seconds * 1000.0, r.requests_moved,
+                (long long)r.tokens_recomputed);
   line += numbers;
   if (r.freed_old_first) {
     line += " (both configurations do not fit --memory-limit-mb " +

@@ -49,6 +49,7 @@ struct SwitchRecord {
   std::string error;               // why it failed
   bool freed_old_first = false;    // both did not fit the memory limit: preparing was inside the pause
   double prepare_seconds = 0;      // building the new configuration
+  double step_wait_seconds = 0;    // ready until the engine loop reached a step boundary
   double pause_seconds = 0;        // the model stopped stepping until it stepped the new engine
   size_t requests_moved = 0;
   int64_t tokens_recomputed = 0;   // prompt + generated tokens the new engine runs again (before prefix hits)

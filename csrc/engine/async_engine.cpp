@@ -32,7 +32,7 @@ void AsyncEngine::validate(const Request& request) const {
   engine_->validate(request);
 }
 
-double AsyncEngine::change_engine(const std::function<void(LLMEngine&)>& change) {
+AsyncEngine::Swap AsyncEngine::change_engine(const std::function<void(LLMEngine&)>& change) {
   std::future<Swap> done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -41,7 +41,7 @@ double AsyncEngine::change_engine(const std::function<void(LLMEngine&)>& change)
     done = swaps_.back().done.get_future();
     wake_.notify_one();
   }
-  return done.get().pause_seconds;
+  return done.get();
 }
 
 AsyncEngine::Swap AsyncEngine::swap_engine(NextEngine next) {
@@ -64,10 +64,11 @@ void AsyncEngine::run_swap() {
     swaps_.pop_front();
   }
   const auto start = std::chrono::steady_clock::now();
+  Swap result;
+  result.step_wait_seconds = std::chrono::duration<double>(start - swap.asked).count();
   // Held throughout: `next` may destroy the old engine, which validate()
   // must then not reach. Submissions wait for the pause to end.
   std::unique_lock<std::shared_mutex> engine_lock(engine_mutex_);
-  Swap result;
   if (swap.in_place) {
     try {
       swap.in_place(*engine_);

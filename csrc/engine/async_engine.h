@@ -30,6 +30,7 @@ class AsyncEngine {
 
   // What moving every request to another engine took (swap_engine).
   struct Swap {
+    double step_wait_seconds = 0;   // asked for until the loop reached a step boundary (the step in flight)
     double pause_seconds = 0;       // the loop stopped stepping until it stepped the new engine
     size_t requests_moved = 0;
     int64_t tokens_to_recompute = 0;
@@ -62,8 +63,8 @@ class AsyncEngine {
   // over, so they never go back.
   Swap swap_engine(NextEngine next);
   // At the next step boundary, runs `change` on the current engine (no
-  // request moves); blocks until done and returns how long the loop paused.
-  double change_engine(const std::function<void(LLMEngine&)>& change);
+  // request moves); blocks until done.
+  Swap change_engine(const std::function<void(LLMEngine&)>& change);
   // Checks a request against the current engine (safe from any thread).
   void validate(const Request& request) const;
 
@@ -87,6 +88,7 @@ class AsyncEngine {
     NextEngine next;                              // swap_engine
     std::function<void(LLMEngine&)> in_place;     // or change_engine
     std::promise<Swap> done;
+    std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
   };
   std::deque<PendingSwap> swaps_;                // guarded by mutex_
   StatsCarry carried_;                           // counters of engines swapped out
