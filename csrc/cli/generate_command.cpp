@@ -55,7 +55,7 @@ void run_generate(const GenerateOptions& o) {
   EngineSetup setup = start_engine(o.model, o.parallel);
   if (!setup.engine) return;  // an MPI worker rank: its part is done
   LLMEngine& engine = *setup.engine;
-  const LoadedModel& m = setup.loaded;
+  const LoadedModel& m = setup.model.loaded;
 
   std::vector<Result> results(o.prompts.size());
   for (size_t i = 0; i < o.prompts.size(); ++i) {

@@ -107,6 +107,8 @@ void add_parallel_options(CLI::App& app, ParallelConfig& p) {
       ->capture_default_str();
 }
 
+namespace {
+
 void check_mpi_launch(const ParallelConfig& parallel) {
   // Under mpirun every process would otherwise run an engine of its own.
   for (const char* size : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
@@ -117,39 +119,45 @@ void check_mpi_launch(const ParallelConfig& parallel) {
   }
 }
 
-std::unique_ptr<MpiWorld> join_mpi_world(const ParallelConfig& parallel) {
-  if (parallel.comm == "local") return nullptr;
-  return std::make_unique<MpiWorld>(std::chrono::milliseconds(int64_t(parallel.comm_timeout_s * 1000.0)));
+}  // namespace
+
+ModelSource ModelSetup::source(int threads) {
+  return {*loaded.model, *loaded.tokenizer, *loaded.pool, *turns, loaded.engine_config, threads, world.get()};
+}
+
+ModelSetup setup_model(const ModelOptions& o, const ParallelConfig& parallel) {
+  check_mpi_launch(parallel);
+  ModelSetup s;
+  if (parallel.comm != "local") {
+    s.world = std::make_unique<MpiWorld>(std::chrono::milliseconds(int64_t(parallel.comm_timeout_s * 1000.0)));
+  }
+  s.loaded = load_model_files(o);
+  if (s.world && !s.world->is_driver()) {
+    serve_mpi_worker(*s.world, *s.loaded.model, o.threads);
+    s.worker_done = true;
+    return s;
+  }
+  s.loaded.pool = std::make_unique<ThreadPool>(o.threads);
+  s.turns = std::make_unique<PoolTurns>();
+  return s;
+}
+
+ServedConfig flag_config(const ModelOptions& o, const std::string& variant, const ParallelConfig& layout) {
+  ServedConfig c;
+  c.variant = variant;
+  c.layout = layout;
+  c.max_num_seqs = o.max_num_seqs;
+  c.max_num_batched_tokens = o.max_num_batched_tokens;
+  c.target_tpot_ms = o.target_tpot_ms;
+  return c;
 }
 
 EngineSetup start_engine(const ModelOptions& o, const ParallelConfig& parallel) {
-  check_mpi_launch(parallel);
   EngineSetup s;
-  if (parallel.single_device()) {
-    s.loaded = load_for_serving(o);
-    LoadedModel& m = s.loaded;
-    s.engine = std::make_unique<LLMEngine>(*m.model, *m.tokenizer, *m.backend, m.engine_config);
-    return s;
-  }
-  s.world = join_mpi_world(parallel);
-  s.loaded = load_model_files(o);
-  LoadedModel& m = s.loaded;
-  if (s.world) {
-    if (!s.world->is_driver()) {
-      serve_mpi_worker(*s.world, *m.model, o.threads);
-      return s;
-    }
-    s.world->announce({"base", parallel});
-    std::string error;
-    try {
-      check_parallel_config(*m.model, parallel);
-    } catch (const Error& e) {
-      error = e.what();
-    }
-    s.world->ready(error);
-  }
-  s.deployment = std::make_unique<Deployment>(*m.model, parallel, o.threads, s.world.get());
-  s.engine = std::make_unique<LLMEngine>(m.model->config, *m.tokenizer, s.deployment->executors(), m.engine_config);
+  s.model = setup_model(o, parallel);
+  if (s.model.worker_done) return s;
+  s.runtime = std::make_unique<ConfigRuntime>(s.model.source(o.threads), flag_config(o, kBaseVariant, parallel));
+  s.engine = &s.runtime->engine();
   return s;
 }
 

@@ -12,8 +12,9 @@
 #include "model/backend.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-#include "parallel/deployment.h"
+#include "engine/pool_turns.h"
 #include "parallel/mpi_world.h"
+#include "reconfig/config_runtime.h"
 #include "parallel/parallel_config.h"
 
 namespace tidal {
@@ -40,7 +41,7 @@ struct LoadedModel {
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Backend> backend;  // null when a Deployment provides the devices
+  std::unique_ptr<Backend> backend;  // load_for_serving only: configurations build their own
   EngineConfig engine_config;
   std::string chat_template;    // GGUF tokenizer.chat_template; empty when the model has none
 };
@@ -52,24 +53,37 @@ LoadedModel load_model_files(const ModelOptions& options);
 LoadedModel load_for_serving(const ModelOptions& options);
 
 void add_parallel_options(CLI::App& app, ParallelConfig& parallel);
-// Refuses a process that mpirun started with --comm local (every rank would
-// run an engine of its own).
-void check_mpi_launch(const ParallelConfig& parallel);
-// The MPI job for --comm mpi|nccl (null for local).
-std::unique_ptr<MpiWorld> join_mpi_world(const ParallelConfig& parallel);
 
-// What a command that runs the engine holds; members are destroyed engine
-// first, model and the MPI job last.
-struct EngineSetup {
-  std::unique_ptr<MpiWorld> world;         // --comm mpi|nccl
+
+// What a command that serves a model holds before it builds a
+// configuration: the MPI job (--comm mpi|nccl), the loaded files, the
+// shared CPU pool and its turns. Members are destroyed MPI job last.
+struct ModelSetup {
+  std::unique_ptr<MpiWorld> world;
   LoadedModel loaded;
-  std::unique_ptr<Deployment> deployment;  // all but the single-device configuration
-  std::unique_ptr<LLMEngine> engine;       // null on an MPI worker process
+  std::unique_ptr<PoolTurns> turns;
+  // An MPI worker process has followed the driver's orders until it quit:
+  // the command has nothing more to do.
+  bool worker_done = false;
+
+  ModelSource source(int threads);
 };
 
-// Loads the model and builds the engine for `parallel`. On an MPI worker
-// process it serves that process's ranks until the driver stops them, and
-// returns without an engine: the command then has nothing more to do.
+// Loads the model (every MPI process does); an MPI worker process then
+// serves the driver's orders before returning (worker_done).
+ModelSetup setup_model(const ModelOptions& options, const ParallelConfig& parallel);
+
+// The configuration the flags describe, with `variant` and `layout`.
+ServedConfig flag_config(const ModelOptions& options, const std::string& variant, const ParallelConfig& layout);
+
+// What `tidal generate` runs: one configuration built from the flags.
+// Members are destroyed engine first, model and the MPI job last.
+struct EngineSetup {
+  ModelSetup model;
+  std::unique_ptr<ConfigRuntime> runtime;  // null on an MPI worker process
+  LLMEngine* engine = nullptr;
+};
+
 EngineSetup start_engine(const ModelOptions& options, const ParallelConfig& parallel);
 
 }  // namespace tidal

@@ -82,50 +82,29 @@ class ThreadCount {
 // pool, then one runtime per served model, the base's first. Members are
 // destroyed runtimes first, the MPI job last.
 struct ServedRuntimes {
-  std::unique_ptr<MpiWorld> world;
-  LoadedModel loaded;
-  std::unique_ptr<PoolTurns> turns;
-  std::vector<std::unique_ptr<ServedModelRuntime>> models;
+  ModelSetup model;
+  std::vector<std::unique_ptr<ServedModelRuntime>> models;  // empty on an MPI worker process
 };
 
-ServedConfig initial_config(const ServeOptions& o, const std::string& variant, const ParallelConfig& layout) {
-  ServedConfig c;
-  c.variant = variant;
-  c.layout = layout;
-  c.max_num_seqs = o.model.max_num_seqs;
-  c.max_num_batched_tokens = o.model.max_num_batched_tokens;
-  c.target_tpot_ms = o.model.target_tpot_ms;
-  return c;
-}
-
 // Loads the model and builds the base's configuration (any --tp/--pp/--dp),
-// then each variant's (one device). An MPI worker process builds what the
-// driver orders until it quits, then returns with no model to serve.
+// then each variant's (one device).
 ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSpec>& variants,
                               const std::vector<std::vector<std::string>>& names) {
-  check_mpi_launch(o.parallel);
   ServedRuntimes s;
-  s.world = join_mpi_world(o.parallel);
-  s.loaded = load_model_files(o.model);
-  if (s.world && !s.world->is_driver()) {
-    serve_mpi_worker(*s.world, *s.loaded.model, o.model.threads);
-    return s;
-  }
-  s.loaded.pool = std::make_unique<ThreadPool>(o.model.threads);
-  s.turns = std::make_unique<PoolTurns>();
-  const ModelSource source{*s.loaded.model, *s.loaded.tokenizer, *s.loaded.pool, *s.turns, s.loaded.engine_config,
-                           o.model.threads, s.world.get()};
+  s.model = setup_model(o.model, o.parallel);
+  if (s.model.worker_done) return s;
+  const ModelSource source = s.model.source(o.model.threads);
   ServedModelRuntime::Options options;
   options.max_waiting = size_t(o.max_waiting);
   options.memory_limit_bytes = size_t(o.memory_limit_mb) << 20;
   options.name = names.front().front();
   s.models.push_back(
-      std::make_unique<ServedModelRuntime>(source, initial_config(o, kBaseVariant, o.parallel), options));
+      std::make_unique<ServedModelRuntime>(source, flag_config(o.model, kBaseVariant, o.parallel), options));
   for (size_t i = 0; i < variants.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     options.name = names[i + 1].front();
     s.models.push_back(
-        std::make_unique<ServedModelRuntime>(source, initial_config(o, variants[i].name, ParallelConfig{}), options));
+        std::make_unique<ServedModelRuntime>(source, flag_config(o.model, variants[i].name, ParallelConfig{}), options));
     std::fprintf(stderr, "tidal: variant %s: %.1f MiB of weights, derived in %.2f s\n", variants[i].name.c_str(),
                  double(s.models.back()->weight_bytes()) / double(1 << 20),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -136,7 +115,7 @@ ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSp
 // The GET /v1/variants body: the base, then each variant.
 std::string catalog_text(const ServedRuntimes& s, const std::vector<VariantSpec>& variants, const std::string& base_name,
                          const nlohmann::json& profiles) {
-  std::vector<CatalogEntry> entries = {base_catalog_entry(base_name, *s.loaded.model)};
+  std::vector<CatalogEntry> entries = {base_catalog_entry(base_name, *s.model.loaded.model)};
   for (size_t i = 0; i < variants.size(); ++i) {
     const ServedModelRuntime& v = *s.models[i + 1];
     entries.push_back(
@@ -188,7 +167,7 @@ void run_serve(const ServeOptions& o) {
 
   ServedRuntimes served = start_runtimes(o, variants, names);
   if (served.models.empty()) return;  // an MPI worker process: the driver has quit
-  const LoadedModel& m = served.loaded;
+  const LoadedModel& m = served.model.loaded;
   const std::string& base_name = names.front().front();
 
   const int64_t now =
