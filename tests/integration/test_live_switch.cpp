@@ -203,7 +203,8 @@ int used_blocks_when_settled(AsyncEngine& engine) {
 
 TEST(LiveSwitch, SwapRefusedByTheNewEngineLeavesEveryRequestOnTheOld) {
   TestModel m = load_stories();
-  const std::vector<Request> requests = mixed_requests(*m.tokenizer);
+  std::vector<Request> requests = mixed_requests(*m.tokenizer);
+  for (Request& r : requests) r.sampling.max_tokens += 40;  // none fits 32 tokens of context
   LLMEngine reference(*m.model, *m.tokenizer, *m.backend, small_engine_config());
   const Streams want = run_moving({&reference}, requests, 1);
 
@@ -212,6 +213,11 @@ TEST(LiveSwitch, SwapRefusedByTheNewEngineLeavesEveryRequestOnTheOld) {
   LLMEngine tiny(*m.model, *m.tokenizer, other_backend, small_engine_config(2));  // 32 tokens of context
   AsyncEngine loop(engine, 256);
   std::future<Streams> got = submit_all(loop, requests);
+  // Once every request runs (none waits), the swap finds them all.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((loop.stats().num_waiting > 0 || loop.stats().num_running == 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   EXPECT_THROW(loop.swap_engine([&](LLMEngine&) -> LLMEngine& { return tiny; }), Error);
   expect_same_streams(got.get(), want);
   EXPECT_FALSE(tiny.has_unfinished());
