@@ -1,6 +1,7 @@
 #include "kv/block_manager.h"
 
 #include <algorithm>
+#include <random>
 
 namespace tidal {
 
@@ -8,6 +9,7 @@ namespace {
 
 // Parent hash of a sequence's first block. Any fixed non-zero value works.
 constexpr uint64_t kRootHash = 0x6a09e667f3bcc908ull;
+constexpr int32_t kNoParent = -1;
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -16,12 +18,19 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+uint64_t random_key() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd();
+}
+
+}  // namespace
+
 // Identifies a full block by its tokens and everything before it (through the
-// parent's hash), so equal hashes mean equal prefixes. FNV-1a over the tokens,
-// seeded and finished with splitmix64 so that nearby inputs spread over all
-// 64 bits. Never 0: 0 marks an uncached block.
-uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens) {
-  uint64_t h = splitmix64(parent);
+// parent's hash). FNV-1a over the tokens, seeded with the key and the parent
+// and finished with splitmix64 so that nearby inputs spread over all 64
+// bits. Not collision-proof, and need not be: hits are verified.
+uint64_t keyed_block_hash(uint64_t key, uint64_t parent, std::span<const int32_t> tokens) {
+  uint64_t h = splitmix64(parent ^ key);
   for (int32_t t : tokens) {
     h ^= uint32_t(t);
     h *= 0x100000001b3ull;
@@ -30,16 +39,19 @@ uint64_t block_hash(uint64_t parent, std::span<const int32_t> tokens) {
   return h == 0 ? 1 : h;
 }
 
-}  // namespace
-
-BlockManager::BlockManager(int num_blocks, int block_size, bool enable_prefix_caching)
+BlockManager::BlockManager(int num_blocks, int block_size, bool enable_prefix_caching, BlockHash hash)
     : num_blocks_(num_blocks),
       block_size_(block_size),
       prefix_caching_(enable_prefix_caching),
       ref_(num_blocks, 0),
       block_hash_(num_blocks, 0),
       evictable_pos_(num_blocks),
-      in_evictable_(num_blocks, false) {
+      in_evictable_(num_blocks, false),
+      cached_tokens_(prefix_caching_ ? num_blocks : 0),
+      cached_parent_(prefix_caching_ ? num_blocks : 0, {kNoParent, 0}),
+      generation_(num_blocks, 0),
+      hash_(hash),
+      key_(random_key()) {
   // Stack: block 0 on top, so blocks are handed out in ascending order.
   never_cached_free_.reserve(num_blocks);
   for (int32_t b = num_blocks - 1; b >= 0; --b) never_cached_free_.push_back(b);
@@ -54,11 +66,15 @@ int BlockManager::match_prefix(std::span<const int32_t> tokens, int max_blocks, 
   if (!table->blocks.empty()) return 0;
   const int full = std::min<int>(int(tokens.size()) / block_size_, max_blocks);
   uint64_t parent = kRootHash;
+  int32_t parent_block = kNoParent;
   for (int i = 0; i < full; ++i) {
-    const uint64_t h = block_hash(parent, tokens.subspan(size_t(i) * block_size_, block_size_));
+    const std::span<const int32_t> block_tokens = tokens.subspan(size_t(i) * block_size_, block_size_);
+    const uint64_t h = hash_(key_, parent, block_tokens);
     auto it = cached_.find(h);
     if (it == cached_.end()) break;
     const int32_t b = it->second;
+    // Same hash is not enough: same tokens after the same block instance.
+    if (!holds(b, block_tokens, parent_block)) break;
     if (in_evictable_[b]) {
       evictable_.erase(evictable_pos_[b]);
       in_evictable_[b] = false;
@@ -67,6 +83,7 @@ int BlockManager::match_prefix(std::span<const int32_t> tokens, int max_blocks, 
     table->blocks.push_back(b);
     table->hashes.push_back(h);
     parent = h;
+    parent_block = b;
   }
   const int covered = int(table->blocks.size()) * block_size_;
   stats_.queries += tokens.size();
@@ -110,19 +127,51 @@ bool BlockManager::allocate_slots(BlockTable* table, int num_computed, int num_n
   return true;
 }
 
+bool BlockManager::holds(int32_t b, std::span<const int32_t> tokens, int32_t parent_block) const {
+  const std::pair<int32_t, uint64_t> parent = {parent_block,
+                                               parent_block == kNoParent ? 0 : generation_[parent_block]};
+  return cached_parent_[b] == parent &&
+         std::equal(tokens.begin(), tokens.end(), cached_tokens_[b].begin(), cached_tokens_[b].end());
+}
+
+int32_t BlockManager::canonical(const BlockTable& table, std::span<const int32_t> tokens, int i,
+                                int32_t parent_block) const {
+  const int32_t b = table.blocks[size_t(i)];
+  if (block_hash_[b] != 0) return b;
+  // Computed beside an equal block that got cached first: children must
+  // name that one, which later requests match.
+  auto it = cached_.find(table.hashes[size_t(i)]);
+  if (it != cached_.end() && holds(it->second, tokens.subspan(size_t(i) * block_size_, block_size_), parent_block)) {
+    return it->second;
+  }
+  return b;
+}
+
 void BlockManager::cache_full_blocks(BlockTable* table, std::span<const int32_t> tokens, int num_computed) {
   if (!prefix_caching_) return;
   const int full = std::min<int>(num_computed / block_size_, int(table->blocks.size()));
-  for (int i = int(table->hashes.size()); i < full; ++i) {
+  const int first = int(table->hashes.size());
+  if (first >= full) return;
+  // The cached block each earlier position stands for, as a later request
+  // would match it.
+  int32_t parent_block = kNoParent;
+  for (int i = 0; i < first; ++i) parent_block = canonical(*table, tokens, i, parent_block);
+  for (int i = first; i < full; ++i) {
     const uint64_t parent = i == 0 ? kRootHash : table->hashes[i - 1];
-    const uint64_t h = block_hash(parent, tokens.subspan(size_t(i) * block_size_, block_size_));
+    const std::span<const int32_t> block_tokens = tokens.subspan(size_t(i) * block_size_, block_size_);
+    const uint64_t h = hash_(key_, parent, block_tokens);
     table->hashes.push_back(h);
     const int32_t b = table->blocks[i];
-    // Another block already holds this prefix: keep that mapping; this block
-    // stays uncached and returns to the plain free pool when released.
-    if (block_hash_[b] != 0 || cached_.count(h)) continue;
-    block_hash_[b] = h;
-    cached_[h] = b;
+    // Another block already holds this prefix (or, after a collision, another
+    // one): keep that mapping; this block stays uncached and returns to the
+    // plain free pool when released.
+    if (block_hash_[b] == 0 && !cached_.count(h)) {
+      block_hash_[b] = h;
+      cached_[h] = b;
+      cached_tokens_[b].assign(block_tokens.begin(), block_tokens.end());
+      cached_parent_[b] = {parent_block, parent_block == kNoParent ? 0 : generation_[parent_block]};
+    }
+    parent_block = canonical(*table, tokens, i, parent_block);
   }
 }
 
@@ -153,6 +202,7 @@ int32_t BlockManager::take_free_block() {
     cached_.erase(block_hash_[b]);
     block_hash_[b] = 0;
   }
+  ++generation_[b];  // new contents from here on
   ref_[b] = 1;
   return b;
 }

@@ -1,8 +1,13 @@
 // Hands out KV blocks to sequences: reference counts, copy-on-write forks, and
-// prefix caching. A full block is identified by hash(parent block's hash,
+// prefix caching. A full block is looked up by hash(key, parent block's hash,
 // its tokens); when its last user frees it, it stays cached (evictable, LRU)
 // and a later request with the same prefix takes it back instead of
-// recomputing. Knows nothing about models or tensors.
+// recomputing. A hit is trusted only after checking that the cached block
+// holds the same tokens and follows the very block the request matched
+// before it, so a hash collision -- even a crafted one -- is a miss, never
+// another prompt's KV. The key is random per process, and every engine
+// (model, variant, configuration) has its own manager. Knows nothing about
+// models or tensors.
 #pragma once
 
 #include <cstdint>
@@ -31,9 +36,14 @@ struct PrefixCacheStats {
   uint64_t hits = 0;     // of those, found cached
 };
 
+// hash(key, parent, tokens) of a full block; never 0 (0 marks "not cached").
+using BlockHash = uint64_t (*)(uint64_t key, uint64_t parent, std::span<const int32_t> tokens);
+uint64_t keyed_block_hash(uint64_t key, uint64_t parent, std::span<const int32_t> tokens);
+
 class BlockManager {
  public:
-  BlockManager(int num_blocks, int block_size, bool enable_prefix_caching);
+  // `hash` is replaceable so that tests can force collisions.
+  BlockManager(int num_blocks, int block_size, bool enable_prefix_caching, BlockHash hash = keyed_block_hash);
 
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
@@ -75,6 +85,13 @@ class BlockManager {
  private:
   int32_t take_free_block();
   void release(int32_t block);
+  // Whether cached block `b` holds `tokens` computed right after block
+  // `parent_block` (as it is now: same generation).
+  bool holds(int32_t b, std::span<const int32_t> tokens, int32_t parent_block) const;
+  // The block a prefix lookup finds for position `i` of `table` (whose
+  // position i-1 is `parent_block`): its own block if cached, an equal
+  // cached one computed beside it, else its own.
+  int32_t canonical(const BlockTable& table, std::span<const int32_t> tokens, int i, int32_t parent_block) const;
 
   int num_blocks_;
   int block_size_;
@@ -86,6 +103,15 @@ class BlockManager {
   std::vector<std::list<int32_t>::iterator> evictable_pos_;
   std::vector<bool> in_evictable_;
   std::unordered_map<uint64_t, int32_t> cached_;  // hash -> block
+  // What a cached block was computed from, checked on every hit: its tokens,
+  // and the block before it in the sequence that cached it (-1: none) with
+  // that block's generation then. A block's generation goes up each time it
+  // is handed out anew, so a parent reused for other tokens breaks the chain.
+  std::vector<std::vector<int32_t>> cached_tokens_;
+  std::vector<std::pair<int32_t, uint64_t>> cached_parent_;
+  std::vector<uint64_t> generation_;
+  BlockHash hash_;
+  uint64_t key_;
   PrefixCacheStats stats_;
 };
 

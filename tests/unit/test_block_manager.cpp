@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <random>
@@ -253,6 +254,91 @@ TEST(BlockManager, DuplicateBlockKeepsExistingMapping) {
   EXPECT_EQ(probe.blocks[0], winner);
   bm.free(&probe);
   EXPECT_EQ(bm.num_free_blocks(), 8);
+}
+
+// Hashes that collide on purpose, as a crafted prompt would try to make
+// them: every block hashes alike, or a block's hash ignores what came before.
+uint64_t one_hash_for_all(uint64_t, uint64_t, std::span<const int32_t>) { return 7; }
+uint64_t hash_ignoring_parent(uint64_t key, uint64_t, std::span<const int32_t> tokens) {
+  return keyed_block_hash(key, 0, tokens);
+}
+
+TEST(BlockManager, ForcedCollisionOfABlockIsAMissNotAnotherPromptsKv) {
+  BlockManager bm(16, 4, true, one_hash_for_all);
+  const std::vector<int32_t> victim = iota_tokens(9);
+  const std::vector<int32_t> attacker = iota_tokens(9, 100);
+  BlockTable tv, ta;
+  admit(bm, &tv, victim);
+  EXPECT_EQ(admit(bm, &ta, attacker), 0);
+  for (int32_t b : ta.blocks) EXPECT_EQ(std::count(tv.blocks.begin(), tv.blocks.end(), b), 0);
+  bm.free(&ta);
+  // The victim's own prefix still hits.
+  BlockTable again;
+  EXPECT_EQ(admit(bm, &again, victim), 4);  // one block: all hash alike, so only the first one is cached
+  bm.free(&again);
+  bm.free(&tv);
+}
+
+TEST(BlockManager, ForcedCollisionThroughTheParentIsAMiss) {
+  // A cached block with the right tokens, but computed after other tokens:
+  // matching it by its own tokens would hand over KV of another prefix.
+  BlockManager bm(16, 4, true, hash_ignoring_parent);
+  const std::vector<int32_t> first = {1, 2, 3, 4, 5, 6, 7, 8, 9};    // X Y
+  const std::vector<int32_t> second = {9, 9, 9, 9, 5, 6, 7, 8, 9};   // X' Y
+  BlockTable t1, t2, t3;
+  admit(bm, &t1, first);
+  bm.free(&t1);
+  admit(bm, &t2, second);  // caches X'; Y's hash is taken by the first prompt's block
+  bm.free(&t2);
+  EXPECT_EQ(admit(bm, &t3, second), 4) << "X' hits, Y after X' must not take Y after X";
+  bm.free(&t3);
+}
+
+TEST(BlockManager, ReusedParentBreaksTheChain) {
+  // B computed X beside A's cached X, so B's cached Y names A's block as its
+  // parent. A's block is then evicted and cached again for W: Y after W must
+  // not find B's Y, computed after X.
+  BlockManager bm(5, 4, true, hash_ignoring_parent);
+  const std::vector<int32_t> a = {1, 2, 3, 4, 0};
+  const std::vector<int32_t> b = {1, 2, 3, 4, 5, 6, 7, 8, 0};
+  const std::vector<int32_t> w = {9, 9, 9, 9};
+  BlockTable ta, tb, tz, tw, probe;
+  std::vector<BlockCopy> copies;
+  ASSERT_TRUE(bm.allocate_slots(&ta, 0, 5, &copies));
+  ASSERT_TRUE(bm.allocate_slots(&tb, 0, 9, &copies));
+  bm.cache_full_blocks(&ta, a, 5);
+  bm.cache_full_blocks(&tb, b, 9);
+  const int32_t x_block = ta.blocks[0];
+  bm.free(&ta);                                        // X's block is evictable now
+  ASSERT_TRUE(bm.allocate_slots(&tz, 0, 1, &copies));  // takes the last never-cached block
+  ASSERT_TRUE(bm.allocate_slots(&tw, 0, 4, &copies));  // evicts X's block and reuses it
+  ASSERT_EQ(tw.blocks[0], x_block);
+  bm.cache_full_blocks(&tw, w, 4);
+  bm.free(&tb);
+  const std::vector<int32_t> w_then_y = {9, 9, 9, 9, 5, 6, 7, 8, 0};
+  EXPECT_EQ(bm.match_prefix(w_then_y, 2, &probe), 4);
+  bm.free(&probe);
+  bm.free(&tw);
+  bm.free(&tz);
+}
+
+TEST(BlockManager, ConcurrentDuplicatesStillCacheTheirChildren) {
+  // Two sequences computed the same first block side by side; the second's
+  // next block names the first's cached block as its parent, so it is found.
+  BlockManager bm(16, 4, true);
+  const std::vector<int32_t> a = {1, 2, 3, 4, 5, 6, 7, 8, 0};
+  const std::vector<int32_t> b = {1, 2, 3, 4, 9, 9, 9, 9, 0};
+  BlockTable ta, tb, probe;
+  std::vector<BlockCopy> copies;
+  ASSERT_TRUE(bm.allocate_slots(&ta, 0, 9, &copies));
+  ASSERT_TRUE(bm.allocate_slots(&tb, 0, 9, &copies));
+  bm.cache_full_blocks(&ta, a, 9);
+  bm.cache_full_blocks(&tb, b, 9);
+  EXPECT_NE(ta.blocks[0], tb.blocks[0]);
+  bm.free(&ta);
+  bm.free(&tb);
+  EXPECT_EQ(bm.match_prefix(b, 2, &probe), 8);
+  bm.free(&probe);
 }
 
 TEST(BlockManager, CachedBlockIsNeverWritten) {
