@@ -198,10 +198,16 @@ void run_serve(const ServeOptions& o) {
   for (int i = 0; i < o.http_threads; ++i) {
     running.add();
     threads.emplace_back([&] {
-      try {
-        ioc.run();
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "tidal: HTTP thread failed: %s\n", e.what());
+      // A handler that throws must not take the thread (with the default
+      // --http-threads 1, the whole server) down: log it and run on. run()
+      // returns normally only once there is nothing left to do.
+      for (;;) {
+        try {
+          ioc.run();
+          break;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "tidal: HTTP handler failed (serving on): %s\n", e.what());
+        }
       }
       running.done();
     });

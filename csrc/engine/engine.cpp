@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 #include "engine/model_runner.h"
@@ -351,12 +352,16 @@ void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vec
   };
 
   const int vocab = config_.vocab_size;
+  // A model may pad its vocabulary past what its tokenizer can spell; those
+  // ids have no text, so they are never drawn (nor offered as logprobs).
+  const int spelled = std::min(vocab, tokenizer_.vocab_size());
   const std::vector<int32_t> extra_stops = tokenizer_.extra_stop_ids();
   std::vector<float> scratch;
   int row = 0;
   for (const ScheduledSeq& s : sched.scheduled) {
     if (!s.sample) continue;
     float* row_logits = logits.data() + size_t(row++) * vocab;
+    std::fill(row_logits + spelled, row_logits + vocab, -std::numeric_limits<float>::infinity());
     RequestState* st = owner_of_seq_.at(s.seq->id);
     const SamplingParams& params = st->request.sampling;
 

@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <cstdio>
 
 #include "core/error.h"
 
@@ -51,6 +52,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::string token_text(int32_t id, int32_t prev) const;
   void complete();
   void abort_all();
+  // Ends this request alone after a failure in its own output handling: its
+  // engine requests are aborted, its client gets a 500 (or, once streaming,
+  // an error event and [DONE]); every other request goes on.
+  void fail(const std::string& why);
 
   ServingContext& ctx_;
   ServedModel& model_;
@@ -122,7 +127,13 @@ AsyncEngine::Sink GenerationJob::make_sink(size_t prompt) {
   auto timing = std::make_shared<Timing>(Timing{arrival_, std::nullopt});
   return [self = shared_from_this(), prompt, timing](const RequestOutput& out) {
     self->observe(*timing, out);
-    boost::asio::post(self->executor_, [self, prompt, out] { self->on_output(prompt, out); });
+    boost::asio::post(self->executor_, [self, prompt, out] {
+      try {
+        self->on_output(prompt, out);
+      } catch (const std::exception& e) {
+        self->fail(e.what());
+      }
+    });
   };
 }
 
@@ -221,6 +232,18 @@ void GenerationJob::complete() {
   results.reserve(choices_.size());
   for (Choice& c : choices_) results.push_back({std::move(c.text), std::move(c.logprobs), c.finish});
   exchange_->reply(200, builder_.response(results, usage_));
+}
+
+void GenerationJob::fail(const std::string& why) {
+  std::fprintf(stderr, "tidal: request %s failed: %s\n", builder_.id().c_str(), why.c_str());
+  if (done_) return;
+  done_ = true;
+  abort_all();
+  const ApiError error = server_error("The server failed to produce this completion.");
+  if (!plan_.stream) return exchange_->reply_error(error);
+  exchange_->send_event(error.body());
+  exchange_->send_event("[DONE]");
+  exchange_->end_events();
 }
 
 void GenerationJob::abort_all() {

@@ -195,12 +195,25 @@ std::vector<std::string> parse_stop(const Fields& f) {
   if (v->is_string()) {
     stop.push_back(v->get<std::string>());
   } else if (v->is_array()) {
+    // Every choice of every prompt keeps its own matcher over the list, and
+    // each token is checked against each string: bounded, so one request
+    // cannot buy unbounded memory or time with a cheap body.
+    if (v->size() > kMaxStopStrings) {
+      throw invalid_request("'stop' may hold at most " + std::to_string(kMaxStopStrings) + " strings.", "stop",
+                            "invalid_value");
+    }
     for (size_t i = 0; i < v->size(); ++i) {
       if (!(*v)[i].is_string()) throw wrong_type("stop[" + std::to_string(i) + "]", "a string", (*v)[i]);
       stop.push_back((*v)[i].get<std::string>());
     }
   } else {
     throw wrong_type("stop", "a string or an array of strings", *v);
+  }
+  for (size_t i = 0; i < stop.size(); ++i) {
+    if (stop[i].size() > kMaxStopBytes) {
+      throw invalid_request("Each 'stop' string may be at most " + std::to_string(kMaxStopBytes) + " bytes long.",
+                            "stop[" + std::to_string(i) + "]", "invalid_value");
+    }
   }
   std::erase(stop, std::string());  // an empty stop string would end every completion at once
   return stop;
@@ -227,7 +240,13 @@ GenerationOptions parse_common(const Fields& f) {
     throw invalid_request("'best_of' other than n is not supported.", "best_of", "unsupported_parameter");
   }
   s.stop = parse_stop(f);
-  if (const json* ids = f.get("stop_token_ids")) s.stop_token_ids = token_ids(*ids, "stop_token_ids");
+  if (const json* ids = f.get("stop_token_ids")) {
+    s.stop_token_ids = token_ids(*ids, "stop_token_ids");
+    if (s.stop_token_ids.size() > kMaxStopTokenIds) {
+      throw invalid_request("'stop_token_ids' may hold at most " + std::to_string(kMaxStopTokenIds) + " ids.",
+                            "stop_token_ids", "invalid_value");
+    }
+  }
   if (auto v = f.boolean("ignore_eos")) s.ignore_eos = *v;
   if (auto v = f.boolean("stream")) o.stream = *v;
   if (const json* so = f.get("stream_options")) {

@@ -17,6 +17,14 @@
 
 namespace tidal {
 
+// Bounds on what one request may ask the engine to match per token (OpenAI
+// allows 4 stop strings; vLLM sets no bound): each choice keeps its own
+// matcher, so one request's stop state is at most n * prompts *
+// kMaxStopStrings * kMaxStopBytes.
+inline constexpr size_t kMaxStopStrings = 16;
+inline constexpr size_t kMaxStopBytes = 1024;
+inline constexpr size_t kMaxStopTokenIds = 256;
+
 // One prompt as the client sent it: text, or token ids.
 struct PromptInput {
   bool is_ids = false;

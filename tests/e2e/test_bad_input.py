@@ -61,6 +61,10 @@ CASES = [
     ("frequency_penalty_type", "POST", C, comp(frequency_penalty=[1]), 400, "frequency_penalty"),
     ("stop_number", "POST", C, comp(stop=5), 400, "stop"),
     ("stop_list_of_numbers", "POST", C, comp(stop=["ok", 2]), 400, "stop[1]"),
+    ("stop_too_many", "POST", C, comp(stop=[f"s{i}" for i in range(17)]), 400, "stop"),
+    ("stop_400k_strings", "POST", C, comp(stop=["x"] * 400000, n=32), 400, "stop"),
+    ("stop_too_long", "POST", C, comp(stop=["ok", "y" * 1025]), 400, "stop[1]"),
+    ("stop_token_ids_too_many", "POST", C, comp(stop_token_ids=list(range(257))), 400, "stop_token_ids"),
     ("logprobs_too_many", "POST", C, comp(logprobs=100), 400, "logprobs"),
     ("stream_string", "POST", C, comp(stream="yes"), 400, "stream"),
     ("stream_options_without_stream", "POST", C, comp(stream_options={"include_usage": True}), 400, "stream_options"),
@@ -174,3 +178,10 @@ def test_still_serving_after_abuse(server):
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["role"] == "assistant"
     m = server.wait_idle()
     assert m["tidal:kv_cache_used_blocks"] == 0
+
+
+def test_stop_lists_at_their_bounds_are_served(server):
+    stop = ["z" * 1024] * 15 + ["never appears"]
+    r = server.post("/v1/completions", json=comp(stop=stop, stop_token_ids=list(range(400, 656))))
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["finish_reason"] in ("length", "stop")

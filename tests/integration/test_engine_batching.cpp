@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "model/quantize_matrix.h"
 #include "support/test_models.h"
 
 namespace tidal::test {
@@ -238,6 +239,36 @@ TEST(EngineBatching, RejectsInvalidRequests) {
   bad_temp.sampling.temperature = -1;
   EXPECT_THROW(engine.add_request(bad_temp), Error);
   EXPECT_FALSE(engine.has_unfinished());
+}
+
+TEST(EngineBatching, IdsBeyondTheTokenizerAreNeverDrawn) {
+  // stories260K with one padding row in its (tied) embedding that would win
+  // every greedy step: ten times the row of the first step's best token.
+  TestModel m = load_stories();
+  const int vocab = m.model->config.vocab_size;
+  const int dim = m.model->config.dim;
+  const Request probe = greedy_request("probe", m.tokenizer->encode("Once upon a time", true), 1);
+  LLMEngine plain(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  const int32_t best = run_all(plain, {probe})[0].tokens[0];
+  auto padded = std::make_unique<OwnedMatrix>();
+  padded->bytes.resize(size_t(vocab + 1) * dim * sizeof(float));
+  float* rows = reinterpret_cast<float*>(padded->bytes.data());
+  std::copy_n(reinterpret_cast<const float*>(m.model->token_embedding.data), size_t(vocab) * dim, rows);
+  for (int j = 0; j < dim; ++j) rows[size_t(vocab) * dim + j] = 10.0f * rows[size_t(best) * dim + j];
+  padded->view = {DType::F32, vocab + 1, dim, padded->bytes.data()};
+  ASSERT_EQ(m.model->lm_head.data, m.model->token_embedding.data);
+  m.model->config.vocab_size = vocab + 1;
+  m.model->token_embedding = m.model->lm_head = padded->view;
+  m.model->storage.push_back(std::move(padded));
+
+  LLMEngine engine(*m.model, *m.tokenizer, *m.backend, small_engine_config());
+  Request r = greedy_request("r", probe.prompt, 24);
+  r.sampling.logprobs = 5;
+  const std::vector<Generated> out = run_all(engine, {r});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].tokens.size(), 24u);
+  for (int32_t id : out[0].tokens) EXPECT_LT(id, vocab);
+  EXPECT_EQ(out[0].finish, "length");
 }
 
 }  // namespace
