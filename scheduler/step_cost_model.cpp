@@ -19,9 +19,15 @@ void StepCostModel::observe(int n_tokens, double seconds) {
   wnn_ = decay_ * wnn_ + n * n;
   wt_ = decay_ * wt_ + seconds;
   wnt_ = decay_ * wnt_ + n * seconds;
+  if (sizes_vary()) {
+    fit(&a_, &b_);
+    have_fit_ = true;
+  }
 }
 
-bool StepCostModel::ready() const { return w_ > 0 && (wnn_ / w_ - (wn_ / w_) * (wn_ / w_)) >= kMinSizeVariance; }
+bool StepCostModel::sizes_vary() const {
+  return w_ > 0 && (wnn_ / w_ - (wn_ / w_) * (wn_ / w_)) >= kMinSizeVariance;
+}
 
 void StepCostModel::fit(double* a, double* b) const {
   const double mean_n = wn_ / w_, mean_t = wt_ / w_;
@@ -33,17 +39,11 @@ void StepCostModel::fit(double* a, double* b) const {
   *a = std::max(mean_t - *b * mean_n, 0.0);
 }
 
-double StepCostModel::predict_seconds(int n_tokens) const {
-  double a, b;
-  fit(&a, &b);
-  return a + b * n_tokens;
-}
+double StepCostModel::predict_seconds(int n_tokens) const { return a_ + b_ * n_tokens; }
 
 int StepCostModel::max_tokens_within(double seconds) const {
-  double a, b;
-  fit(&a, &b);
-  if (b <= 0.0) return 1 << 30;
-  const double n = std::floor((seconds - a) / b);
+  if (b_ <= 0.0) return 1 << 30;
+  const double n = std::floor((seconds - a_) / b_);
   return n < 1.0 ? 1 : n > double(1 << 30) ? (1 << 30) : int(n);
 }
 

@@ -31,6 +31,50 @@ TEST(StepCostModel, IsNotReadyUntilStepSizesDiffer) {
   EXPECT_TRUE(m.ready());
 }
 
+TEST(StepCostModel, KeepsItsFitThroughALongRunOfEqualSteps) {
+  StepCostModel m;
+  for (int i = 0; i < 40; ++i) {
+    for (int n : {1, 5, 20, 100}) m.observe(n, 0.010 + 0.002 * n);
+  }
+  // Hundreds of decode steps of one size: the sizes' variance decays away.
+  for (int i = 0; i < 1000; ++i) m.observe(3, 0.016);
+  ASSERT_TRUE(m.ready());
+  EXPECT_NEAR(m.predict_seconds(50), 0.110, 1e-3);
+  EXPECT_EQ(m.max_tokens_within(0.0301), 10);
+}
+
+TEST(TpotTarget, AdmitsNewWorkAfterALongRunOfEqualDecodeSteps) {
+  SchedulerConfig c;
+  c.max_num_seqs = 64;
+  c.max_num_batched_tokens = 512;
+  c.target_step_seconds = 0.05;
+  BlockManager blocks(4096, 16, false);
+  Scheduler sched(c, blocks);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  auto add = [&](int id) {
+    auto s = std::make_unique<Sequence>();
+    s->id = s->arrival = id;
+    s->tokens = {1, 2, 3, 4};
+    s->prompt_len = 4;
+    sched.add(s.get());
+    seqs.push_back(std::move(s));
+  };
+  auto step = [&] {
+    SchedulerOutput out = sched.schedule();
+    sched.observe_step(out.num_batched_tokens, 0.010 + 0.002 * out.num_batched_tokens);
+    sched.update(out);
+    for (const ScheduledSeq& s : out.scheduled)
+      if (s.sample) s.seq->tokens.push_back(7);
+  };
+  add(0);
+  add(1);
+  for (int i = 0; i < 800; ++i) step();  // both decode, one size of step after another
+  ASSERT_EQ(sched.num_running(), 2u);
+  add(2);
+  for (int i = 0; i < 3; ++i) step();
+  EXPECT_EQ(sched.num_running(), 3u) << "the new request still waits";
+}
+
 TEST(StepCostModel, FollowsAMachineThatSlowsDown) {
   StepCostModel m;
   for (int i = 0; i < 200; ++i) m.observe(1 + i % 10, 0.010 + 0.002 * (1 + i % 10));
