@@ -128,6 +128,9 @@ void LLMEngine::validate(const Request& r) const {
   if (p.top_k < -1) fail("top_k must be -1 (off), 0 (off) or positive");
   if (!(std::fabs(p.presence_penalty) <= 2.0f)) fail("presence_penalty must be in [-2, 2]");
   if (!(std::fabs(p.frequency_penalty) <= 2.0f)) fail("frequency_penalty must be in [-2, 2]");
+  if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
+    fail("repetition_penalty must be a finite number > 0");
+  }
   if (p.logprobs > 20) fail("logprobs must be at most 20");
 }
 
@@ -402,7 +405,7 @@ void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vec
       if (t > 0) std::copy(scratch.begin(), scratch.end(), row_logits);
       std::span<const int32_t> generated(seq.tokens.data() + seq.prompt_len, size_t(seq.num_generated()));
       SampleResult r = sample_token(std::span<float>(row_logits, size_t(vocab)), params, generated, c.seed,
-                                    uint64_t(seq.num_generated()));
+                                    uint64_t(seq.num_generated()), std::span<const int32_t>(st->request.prompt));
       seq.tokens.push_back(r.token);
       ++replica.generation_tokens;
       ++st->completion_tokens;

@@ -136,20 +136,28 @@ class ProbabilityOrder {
 // Applies OpenAI presence/frequency penalties to the tokens generated so far.
 // Returns the original logits of the tokens it changed.
 std::vector<std::pair<int32_t, float>> apply_penalties(std::span<float> logits, const SamplingParams& params,
-                                                       std::span<const int32_t> output_tokens) {
+                                                       std::span<const int32_t> output_tokens,
+                                                       std::span<const int32_t> prompt_tokens) {
   std::vector<std::pair<int32_t, float>> originals;
-  if (params.presence_penalty == 0.0f && params.frequency_penalty == 0.0f) return originals;
-  std::vector<int32_t> sorted(output_tokens.begin(), output_tokens.end());
-  std::sort(sorted.begin(), sorted.end());
-  for (size_t i = 0; i < sorted.size();) {
-    size_t j = i;
-    while (j < sorted.size() && sorted[j] == sorted[i]) ++j;
-    const int32_t t = sorted[i];
-    if (t >= 0 && size_t(t) < logits.size()) {
-      originals.emplace_back(t, logits[t]);
-      logits[t] -= params.frequency_penalty * float(j - i) + params.presence_penalty;
-    }
-    i = j;
+  const bool additive = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
+  const bool repetition = params.repetition_penalty != 1.0f;
+  if (!additive && !repetition) return originals;
+  // Every distinct token seen, each with how often the output holds it.
+  std::vector<std::pair<int32_t, int>> seen;
+  for (int32_t t : output_tokens) seen.emplace_back(t, 1);
+  if (repetition) {
+    for (int32_t t : prompt_tokens) seen.emplace_back(t, 0);
+  }
+  std::sort(seen.begin(), seen.end());
+  for (size_t i = 0; i < seen.size();) {
+    const int32_t t = seen[i].first;
+    int in_output = 0;
+    for (; i < seen.size() && seen[i].first == t; ++i) in_output += seen[i].second;
+    if (t < 0 || size_t(t) >= logits.size()) continue;
+    originals.emplace_back(t, logits[t]);
+    float& l = logits[t];
+    if (repetition) l = l > 0.0f ? l / params.repetition_penalty : l * params.repetition_penalty;
+    if (in_output > 0) l -= params.frequency_penalty * float(in_output) + params.presence_penalty;
   }
   return originals;
 }
@@ -215,7 +223,8 @@ double uniform_from(uint64_t seed, uint64_t step) {
 }
 
 SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
-                          std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step) {
+                          std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step,
+                          std::span<const int32_t> prompt_tokens) {
   SampleResult result;
   const bool want_logprobs = params.logprobs >= 0;
 
@@ -237,7 +246,7 @@ SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
     }
   }
 
-  const auto originals = apply_penalties(logits, params, output_tokens);
+  const auto originals = apply_penalties(logits, params, output_tokens, prompt_tokens);
 
   if (params.temperature < 1e-5f) {
     result.token = argmax(logits);

@@ -23,10 +23,12 @@ struct SampleResult {
 };
 
 // Samples from `logits` (modified in place). `output_tokens` are the tokens
-// generated so far (for presence/frequency penalties); `step` is how many
-// have been generated; `seed` identifies the sequence's random stream.
+// generated so far (for presence/frequency penalties; with `prompt_tokens`,
+// for the repetition penalty); `step` is how many have been generated;
+// `seed` identifies the sequence's random stream.
 SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
-                          std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step);
+                          std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step,
+                          std::span<const int32_t> prompt_tokens = {});
 
 // A uniform double in [0, 1) from (seed, step): splitmix64-based, stateless.
 double uniform_from(uint64_t seed, uint64_t step);

@@ -15,6 +15,9 @@ struct SamplingParams {
   float min_p = 0.0f;         // drop tokens with p < min_p * p_max
   float presence_penalty = 0.0f;   // OpenAI: subtract once per token already generated
   float frequency_penalty = 0.0f;  // OpenAI: subtract per occurrence in the output
+  // vLLM (after CTRL): a token seen in the prompt or the output has its
+  // logit divided by this when positive, multiplied when negative; > 0, 1 = off.
+  float repetition_penalty = 1.0f;
   std::optional<uint64_t> seed;    // same seed => same output, whatever the batch
   int max_tokens = 16;
   std::vector<std::string> stop;         // stop strings (excluded from the output)

@@ -232,6 +232,14 @@ GenerationOptions parse_common(const Fields& f) {
   if (auto v = f.number("min_p", 0.0, 1.0)) s.min_p = float(*v);
   if (auto v = f.number("presence_penalty", -2.0, 2.0)) s.presence_penalty = float(*v);
   if (auto v = f.number("frequency_penalty", -2.0, 2.0)) s.frequency_penalty = float(*v);
+  // vLLM's extension; it requires a positive value (0 would divide by zero).
+  if (auto v = f.number("repetition_penalty", 0.0, 1e6)) {
+    if (*v == 0.0) {
+      throw invalid_request("Invalid value for 'repetition_penalty': must be greater than 0.", "repetition_penalty",
+                            "invalid_value");
+    }
+    s.repetition_penalty = float(*v);
+  }
   if (auto v = f.integer("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())) {
     s.seed = uint64_t(*v);
   }

@@ -59,6 +59,9 @@ CASES = [
     ("n_huge", "POST", C, comp(n=100000), 400, "n"),
     ("presence_penalty_range", "POST", C, comp(presence_penalty=5), 400, "presence_penalty"),
     ("frequency_penalty_type", "POST", C, comp(frequency_penalty=[1]), 400, "frequency_penalty"),
+    ("repetition_penalty_zero", "POST", C, comp(repetition_penalty=0), 400, "repetition_penalty"),
+    ("repetition_penalty_negative", "POST", C, comp(repetition_penalty=-1), 400, "repetition_penalty"),
+    ("repetition_penalty_string", "POST", C, comp(repetition_penalty="high"), 400, "repetition_penalty"),
     ("stop_number", "POST", C, comp(stop=5), 400, "stop"),
     ("stop_list_of_numbers", "POST", C, comp(stop=["ok", 2]), 400, "stop[1]"),
     ("stop_too_many", "POST", C, comp(stop=[f"s{i}" for i in range(17)]), 400, "stop"),
@@ -185,3 +188,12 @@ def test_stop_lists_at_their_bounds_are_served(server):
     r = server.post("/v1/completions", json=comp(stop=stop, stop_token_ids=list(range(400, 656))))
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+def test_repetition_penalty_is_applied(server):
+    body = comp(prompt="Once upon a time", max_tokens=48, temperature=0)
+    plain = server.post("/v1/completions", json=body).json()["choices"][0]["text"]
+    same = server.post("/v1/completions", json=dict(body, repetition_penalty=1.0)).json()["choices"][0]["text"]
+    penalized = server.post("/v1/completions", json=dict(body, repetition_penalty=1.8)).json()["choices"][0]["text"]
+    assert same == plain
+    assert penalized != plain

@@ -204,6 +204,26 @@ TEST(Sampler, PenaltiesLowerRepeatedTokens) {
   EXPECT_EQ(sample_token(logits, params, output, 0, 3).token, 1);
 }
 
+TEST(Sampler, RepetitionPenaltyScalesTokensOfThePromptAndTheOutput) {
+  const std::vector<int32_t> prompt = {0, 3};
+  const std::vector<int32_t> output = {1};
+  SamplingParams params = with_temperature(0.0f);
+  params.repetition_penalty = 2.0f;
+  std::vector<float> logits = {3.0f, 2.0f, 1.6f, -1.0f};
+  // 3 / 2 = 1.5 and 2 / 2 = 1 fall below the unseen 1.6; -1 * 2 = -2.
+  EXPECT_EQ(sample_token(logits, params, output, 0, 1, prompt).token, 2);
+  EXPECT_FLOAT_EQ(logits[0], 1.5f);
+  EXPECT_FLOAT_EQ(logits[1], 1.0f);
+  EXPECT_FLOAT_EQ(logits[2], 1.6f);
+  EXPECT_FLOAT_EQ(logits[3], -2.0f);
+  // Logprobs stay those of the model's own distribution.
+  params.logprobs = 0;
+  logits = {3.0f, 2.0f, 1.6f, -1.0f};
+  const SampleResult r = sample_token(logits, params, output, 0, 1, prompt);
+  const double norm = std::log(std::exp(3.0) + std::exp(2.0) + std::exp(1.6) + std::exp(-1.0));
+  EXPECT_NEAR(r.logprob, 1.6 - norm, 1e-5);
+}
+
 TEST(Sampler, LogprobsComeFromRawLogits) {
   const std::vector<float> raw = random_logits(5000, 9);
   std::vector<double> lp(raw.size());
