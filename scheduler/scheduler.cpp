@@ -100,8 +100,14 @@ SchedulerOutput Scheduler::schedule() {
     // Every admitted sequence becomes a decode in every later step, so with
     // a TPOT target only as many run as the target has room for.
     const size_t max_running = size_t(decode_capacity());
-    while (!waiting_.empty() && running_.size() < max_running && budget > 0) {
+    // Forks a running sequence has still to make hold their seats already.
+    size_t seats = running_.size();
+    for (const Sequence* seq : running_) seats += size_t(seq->forks_to_come);
+    while (!waiting_.empty() && budget > 0) {
       Sequence* seq = waiting_.front();
+      // A request wider than the limit still runs, alone.
+      const size_t needs = 1 + size_t(seq->forks_to_come);
+      if (!running_.empty() && seats + needs > max_running) break;
       if (seq->num_computed == 0 && seq->blocks.blocks.empty()) {
         // Never match the block holding the last token: at least one token must
         // run to produce logits, and a cached block must never be written.
@@ -117,6 +123,7 @@ SchedulerOutput Scheduler::schedule() {
       }
       waiting_.pop_front();
       seq->status = SeqStatus::kRunning;
+      seats += needs;
       insert_sorted(running_, seq, before);
       out.scheduled.push_back({seq, n, seq->num_computed + n == int(seq->tokens.size())});
       budget -= n;
@@ -134,7 +141,8 @@ void Scheduler::update(const SchedulerOutput& out) {
   }
 }
 
-void Scheduler::fork(const Sequence& parent, Sequence* child) {
+void Scheduler::fork(Sequence& parent, Sequence* child) {
+  if (parent.forks_to_come > 0) --parent.forks_to_come;
   blocks_.fork(parent.blocks, &child->blocks);
   child->num_computed = parent.num_computed;
   child->status = SeqStatus::kRunning;

@@ -56,8 +56,9 @@ class Scheduler {
   // step cost model behind target_step_seconds).
   void observe_step(int n_tokens, double seconds) { cost_.observe(n_tokens, seconds); }
   // Puts `child` (a fork of running `parent`, same tokens) into running,
-  // sharing the parent's blocks copy-on-write.
-  void fork(const Sequence& parent, Sequence* child);
+  // sharing the parent's blocks copy-on-write; the parent has one fork less
+  // to come.
+  void fork(Sequence& parent, Sequence* child);
   // Removes a sequence (finished or aborted) and frees its blocks.
   void finish(Sequence* seq);
 

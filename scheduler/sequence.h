@@ -22,6 +22,9 @@ struct Sequence {
   BlockTable blocks;
   SeqStatus status = SeqStatus::kWaiting;
   int num_preemptions = 0;
+  // Choices of its request still to be forked from it at its first sample
+  // (n - 1 until then): they will run too, so admission counts them.
+  int forks_to_come = 0;
 
   int num_generated() const { return int(tokens.size()) - prompt_len; }
   // Tokens still to run through the model before the next sample.

@@ -152,6 +152,7 @@ void LLMEngine::add_request(Request request) {
   seq.priority = r.priority;
   seq.tokens = r.prompt;
   seq.prompt_len = int(r.prompt.size());
+  seq.forks_to_come = r.sampling.n - 1;
   owner_of_seq_[seq.id] = state.get();
   replica.scheduler->add(&seq);
   state->choices.push_back(std::move(choice));
@@ -379,7 +380,7 @@ void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vec
     };
     targets.push_back(find_choice(s.seq));
     if (params.n > 1 && int(st->choices.size()) < params.n) {
-      const Sequence& parent = *s.seq;
+      Sequence& parent = *s.seq;
       while (int(st->choices.size()) < params.n) {
         const int index = int(st->choices.size());
         auto child = std::make_unique<Choice>(tokenizer_, params, st->request.prompt.back());

@@ -129,6 +129,27 @@ TEST(Scheduler, RespectsMaxNumSeqs) {
   EXPECT_EQ(sim.blocks.num_free_blocks(), 64);
 }
 
+TEST(Scheduler, ForksToComeCountAgainstMaxNumSeqs) {
+  // A request with n = 3 takes three of the four seats before it forks.
+  Sim sim(config(4, 1000), 64, 16, false);
+  Sequence* wide = sim.add(5, 4);
+  wide->forks_to_come = 2;
+  Sequence* b = sim.add(5, 4);
+  Sequence* c = sim.add(5, 4);
+  SchedulerOutput out = sim.sched.schedule();
+  EXPECT_TRUE(contains(out, wide));
+  EXPECT_TRUE(contains(out, b));
+  EXPECT_FALSE(contains(out, c)) << "c would be the fifth running sequence once wide forks";
+  // Wider than the limit: it still runs, alone.
+  Sim alone(config(2, 1000), 64, 16, false);
+  Sequence* widest = alone.add(5, 4);
+  widest->forks_to_come = 4;
+  Sequence* next = alone.add(5, 4);
+  out = alone.sched.schedule();
+  EXPECT_TRUE(contains(out, widest));
+  EXPECT_FALSE(contains(out, next));
+}
+
 TEST(Scheduler, PreemptsLatestArrivalWhenBlocksRunOut) {
   // 6 blocks of 4 tokens; three 8-token prompts fill them at the first step.
   Sim sim(config(3, 1000), 6, 4, false);
