@@ -5,9 +5,8 @@
 
 namespace tidal {
 
-OutputText::OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop, int32_t prev_token)
+OutputText::OutputText(const Tokenizer& tokenizer, StopList stop, int32_t prev_token)
     : tokenizer_(tokenizer), decoder_(tokenizer), stop_(std::move(stop)) {
-  std::erase_if(stop_, [](const std::string& s) { return s.empty(); });
   decoder_.set_previous(prev_token);
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/sampling_params.h"
 #include "model/tokenizer.h"
 
 namespace tidal {
@@ -15,7 +16,7 @@ class OutputText {
  public:
   // `prev_token` is the last prompt token (decoding of the first generated
   // token depends on it for SentencePiece's leading space).
-  OutputText(const Tokenizer& tokenizer, std::vector<std::string> stop, int32_t prev_token);
+  OutputText(const Tokenizer& tokenizer, StopList stop, int32_t prev_token);
 
   // Adds a generated token; returns the text that is now safe to release.
   std::string push(int32_t token);
@@ -31,7 +32,7 @@ class OutputText {
 
   const Tokenizer& tokenizer_;
   IncrementalDecoder decoder_;
-  std::vector<std::string> stop_;
+  StopList stop_;
   std::string held_;
   std::string matched_;
 };

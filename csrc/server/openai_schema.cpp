@@ -215,7 +215,6 @@ std::vector<std::string> parse_stop(const Fields& f) {
                             "stop[" + std::to_string(i) + "]", "invalid_value");
     }
   }
-  std::erase(stop, std::string());  // an empty stop string would end every completion at once
   return stop;
 }
 

@@ -18,9 +18,10 @@
 namespace tidal {
 
 // Bounds on what one request may ask the engine to match per token (OpenAI
-// allows 4 stop strings; vLLM sets no bound): each choice keeps its own
-// matcher, so one request's stop state is at most n * prompts *
-// kMaxStopStrings * kMaxStopBytes.
+// allows 4 stop strings; vLLM sets no bound). Its prompts and choices share
+// one copy of the list (StopList), so a request's stop strings take at most
+// kMaxStopStrings * kMaxStopBytes = 16 KiB, and each generated token is
+// checked against at most 16 of them.
 inline constexpr size_t kMaxStopStrings = 16;
 inline constexpr size_t kMaxStopBytes = 1024;
 inline constexpr size_t kMaxStopTokenIds = 256;

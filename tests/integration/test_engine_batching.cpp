@@ -22,7 +22,7 @@ const std::vector<std::string> kPrompts = {
 std::vector<Request> greedy_requests(const Tokenizer& tok, int max_tokens) {
   std::vector<Request> rs;
   for (size_t i = 0; i < kPrompts.size(); ++i)
-    rs.push_back(greedy_request("r" + std::to_string(i), tok.encode(kPrompts[i], true), max_tokens));
+    rs.push_back(greedy_request(std::to_string(i), tok.encode(kPrompts[i], true), max_tokens));
   return rs;
 }
 

@@ -224,6 +224,15 @@ TEST(Sampler, RepetitionPenaltyScalesTokensOfThePromptAndTheOutput) {
   EXPECT_NEAR(r.logprob, 1.6 - norm, 1e-5);
 }
 
+TEST(StopList, CopiesShareOneListAndEmptyStringsAreDropped) {
+  const StopList list = std::vector<std::string>{"end", "", "stop"};
+  EXPECT_EQ(list.size(), 2u);
+  const StopList copy = list;  // what each prompt and each choice holds
+  EXPECT_EQ(&*copy.begin(), &*list.begin());
+  EXPECT_TRUE(StopList().empty());
+  EXPECT_TRUE(StopList({""}).empty());
+}
+
 TEST(Sampler, LogprobsComeFromRawLogits) {
   const std::vector<float> raw = random_logits(5000, 9);
   std::vector<double> lp(raw.size());
