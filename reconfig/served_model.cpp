@@ -180,142 +180,127 @@ SwitchRecord ServedModelRuntime::wait_for(uint64_t id) {
   return *r;
 }
 
-void ServedModelRuntime::check_context(ConfigRuntime& runtime) const {
-  const int fits = runtime.engine().max_model_len();
+std::unique_ptr<ConfigRuntime> ServedModelRuntime::build(const ServedConfig& config) const {
+  auto runtime = std::make_unique<ConfigRuntime>(source_, config);
+  const int fits = runtime->engine().max_model_len();
   if (fits < max_model_len_) {
     throw Error(ErrorCode::kResourceExhausted,
                 "the new configuration's KV pool holds " + std::to_string(fits) + " tokens per sequence, fewer than " +
                     "the " + std::to_string(max_model_len_) + " this model admits requests for");
   }
+  return runtime;
 }
 
+void ServedModelRuntime::set_state(ServingState state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  state_ = state;
+}
+
+namespace {
+
+void record_swap(SwitchRecord& r, const AsyncEngine::Swap& swap) {
+  r.step_wait_seconds = swap.step_wait_seconds;
+  r.pause_seconds = swap.pause_seconds;
+  r.requests_moved = swap.requests_moved;
+  r.tokens_recomputed = swap.tokens_to_recompute;
+}
+
+}  // namespace
+
 void ServedModelRuntime::run_switch(uint64_t id, ServedConfig to) {
-  const auto start = Clock::now();
   SwitchRecord r;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     r = *record_of(id);
   }
-  auto fail = [&](const std::string& why) {
-    r.outcome = "failed";
-    r.error = why;
-    r.prepare_seconds = seconds_since(start);
-    finish(std::move(r));
-  };
-
-  if (r.kind == "knobs") {
-    // Same weights, same layout: the scheduler is retuned in place, between
-    // two steps; no request moves and nothing is allocated.
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      state_ = ServingState::kSwitching;
-    }
-    try {
-      const AsyncEngine::Swap swap = engine_->change_engine([&to](LLMEngine& engine) {
-        engine.set_scheduler_limits(to.max_num_seqs, to.max_num_batched_tokens, to.target_tpot_ms / 1000.0);
-      });
-      r.step_wait_seconds = swap.step_wait_seconds;
-      r.pause_seconds = swap.pause_seconds;
-    } catch (const std::exception& e) {
-      return fail(e.what());
-    }
-    r.outcome = "done";
-    return finish(std::move(r));
-  }
-
-  size_t need = 0;
-  if (options_.memory_limit_bytes > 0) {
-    try {
-      need = ConfigRuntime::estimated_bytes(source_, to);
-    } catch (const std::exception& e) {
-      return fail(e.what());
-    }
-    if (need > options_.memory_limit_bytes) {
-      return fail("the new configuration needs up to " + std::to_string(int64_t(mib(need))) +
-                  " MiB, over --memory-limit-mb " + std::to_string(int64_t(mib(options_.memory_limit_bytes))));
-    }
-    r.freed_old_first = resident_bytes() + need > options_.memory_limit_bytes;
-  }
-
-  std::unique_ptr<ConfigRuntime> next;
-  AsyncEngine::Swap swap;
-  if (!r.freed_old_first) {
-    try {
-      next = std::make_unique<ConfigRuntime>(source_, to);
-      check_context(*next);
-    } catch (const std::exception& e) {
-      return fail(e.what());
-    }
-    r.prepare_seconds = seconds_since(start);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      state_ = ServingState::kSwitching;
-    }
-    try {
-      swap = engine_->swap_engine([&](LLMEngine&) -> LLMEngine& { return next->engine(); });
-    } catch (const std::exception& e) {
-      return fail(e.what());
-    }
-    std::unique_ptr<ConfigRuntime> old;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      old = std::exchange(current_, std::move(next));
-    }
-    old.reset();  // its ranks stop and its memory goes, off the engine loop
-  } else {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      state_ = ServingState::kSwitching;
-    }
-    const ServedConfig from = r.from;
-    try {
-      swap = engine_->swap_engine([&](LLMEngine&) -> LLMEngine& {
-        {
-          std::lock_guard<std::mutex> lock(mutex_);
-          current_.reset();
+  try {
+    if (r.kind == "knobs") {
+      retune(r);
+    } else {
+      if (options_.memory_limit_bytes > 0) {
+        const size_t need = ConfigRuntime::estimated_bytes(source_, to);
+        if (need > options_.memory_limit_bytes) {
+          throw Error(ErrorCode::kResourceExhausted,
+                      "the new configuration needs up to " + std::to_string(int64_t(mib(need))) +
+                          " MiB, over --memory-limit-mb " + std::to_string(int64_t(mib(options_.memory_limit_bytes))));
         }
-        const auto build = Clock::now();
-        try {
-          next = std::make_unique<ConfigRuntime>(source_, to);
-          check_context(*next);
-        } catch (const std::exception& e) {
-          r.error = e.what();
-          next.reset();
-        }
-        r.prepare_seconds = seconds_since(build);
-        if (!next) {
-          // The old configuration comes back; if even that cannot be built
-          // the model cannot serve at all.
-          try {
-            next = std::make_unique<ConfigRuntime>(source_, from);
-          } catch (const std::exception& e) {
-            std::fprintf(stderr, "tidal: fatal: %s: rebuilding %s after a failed switch failed: %s\n",
-                         options_.name.c_str(), describe_config(from).c_str(), e.what());
-            std::abort();
-          }
-        }
-        std::lock_guard<std::mutex> lock(mutex_);
-        current_ = std::move(next);
-        return current_->engine();
-      });
-    } catch (const std::exception& e) {
-      return fail(e.what());
+        r.freed_old_first = resident_bytes() + need > options_.memory_limit_bytes;
+      }
+      if (r.freed_old_first) {
+        replace_old(r);
+      } else {
+        switch_beside(r);
+      }
     }
-    if (!r.error.empty()) {
-      r.outcome = "failed";
-      r.step_wait_seconds = swap.step_wait_seconds;
-      r.pause_seconds = swap.pause_seconds;
-      r.requests_moved = swap.requests_moved;
-      r.tokens_recomputed = swap.tokens_to_recompute;
-      return finish(std::move(r));
-    }
+    if (r.error.empty()) r.outcome = "done";
+  } catch (const std::exception& e) {
+    r.error = e.what();
   }
-  r.outcome = "done";
-  r.step_wait_seconds = swap.step_wait_seconds;
-  r.pause_seconds = swap.pause_seconds;
-  r.requests_moved = swap.requests_moved;
-  r.tokens_recomputed = swap.tokens_to_recompute;
+  if (!r.error.empty()) r.outcome = "failed";
   finish(std::move(r));
+}
+
+void ServedModelRuntime::retune(SwitchRecord& r) {
+  // Same weights, same layout: the scheduler is retuned in place, between
+  // two steps; no request moves and nothing is allocated.
+  set_state(ServingState::kSwitching);
+  const ServedConfig& to = r.to;
+  record_swap(r, engine_->change_engine([&to](LLMEngine& engine) {
+    engine.set_scheduler_limits(to.max_num_seqs, to.max_num_batched_tokens, to.target_tpot_ms / 1000.0);
+  }));
+}
+
+void ServedModelRuntime::switch_beside(SwitchRecord& r) {
+  const auto start = Clock::now();
+  std::unique_ptr<ConfigRuntime> next;
+  try {
+    next = build(r.to);
+  } catch (...) {
+    r.prepare_seconds = seconds_since(start);
+    throw;
+  }
+  r.prepare_seconds = seconds_since(start);
+  set_state(ServingState::kSwitching);
+  record_swap(r, engine_->swap_engine([&](LLMEngine&) -> LLMEngine& { return next->engine(); }));
+  std::unique_ptr<ConfigRuntime> old;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    old = std::exchange(current_, std::move(next));
+  }
+  old.reset();  // its ranks stop and its memory goes, off the engine loop
+}
+
+void ServedModelRuntime::replace_old(SwitchRecord& r) {
+  set_state(ServingState::kSwitching);
+  record_swap(r, engine_->swap_engine([&](LLMEngine&) -> LLMEngine& {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      current_.reset();
+    }
+    const auto start = Clock::now();
+    std::unique_ptr<ConfigRuntime> next;
+    try {
+      next = build(r.to);
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    r.prepare_seconds = seconds_since(start);
+    if (!next) {
+      // The old configuration comes back; if even that cannot be built the
+      // model cannot serve at all (and this must not throw: the old engine
+      // is gone).
+      try {
+        next = build(r.from);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "tidal: fatal: %s: rebuilding %s after a failed switch failed: %s\n",
+                     options_.name.c_str(), describe_config(r.from).c_str(), e.what());
+        std::abort();
+      }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    current_ = std::move(next);
+    return current_->engine();
+  }));
 }
 
 void ServedModelRuntime::finish(SwitchRecord r) {

@@ -106,10 +106,17 @@ class ServedModelRuntime {
  private:
   static constexpr size_t kMaxRecords = 1000;
 
+  // On the switch's thread: one of the three ways below, then finish().
   void run_switch(uint64_t id, ServedConfig to);
+  void retune(SwitchRecord& r);         // knobs only: the scheduler, in place
+  void switch_beside(SwitchRecord& r);  // build the new one beside the old, then swap
+  void replace_old(SwitchRecord& r);    // both do not fit: free the old inside the pause, then build
+  // A configuration that can take this model's requests (its pool holds
+  // the context the server admits), or Error.
+  std::unique_ptr<ConfigRuntime> build(const ServedConfig& config) const;
+  void set_state(ServingState state);
   void finish(SwitchRecord record);
   SwitchRecord* record_of(uint64_t id);  // under mutex_
-  void check_context(ConfigRuntime& runtime) const;
 
   ModelSource source_;
   Options options_;

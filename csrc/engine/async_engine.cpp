@@ -33,24 +33,17 @@ void AsyncEngine::validate(const Request& request) const {
 }
 
 AsyncEngine::Swap AsyncEngine::change_engine(const std::function<void(LLMEngine&)>& change) {
-  std::future<Swap> done;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stop_) throw Error(ErrorCode::kInternal, "the engine has stopped");
-    swaps_.push_back({nullptr, change, {}});
-    done = swaps_.back().done.get_future();
-    wake_.notify_one();
-  }
-  return done.get();
+  return queue_swap({nullptr, change, {}});
 }
 
-AsyncEngine::Swap AsyncEngine::swap_engine(NextEngine next) {
-  std::future<Swap> done;
+AsyncEngine::Swap AsyncEngine::swap_engine(NextEngine next) { return queue_swap({std::move(next), nullptr, {}}); }
+
+AsyncEngine::Swap AsyncEngine::queue_swap(PendingSwap swap) {
+  std::future<Swap> done = swap.done.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) throw Error(ErrorCode::kInternal, "the engine has stopped");
-    swaps_.push_back({std::move(next), nullptr, {}});
-    done = swaps_.back().done.get_future();
+    swaps_.push_back(std::move(swap));
     wake_.notify_one();
   }
   return done.get();

@@ -90,6 +90,8 @@ class AsyncEngine {
     std::promise<Swap> done;
     std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
   };
+  // Queues a swap or change for the loop and waits for its outcome.
+  Swap queue_swap(PendingSwap swap);
   std::deque<PendingSwap> swaps_;                // guarded by mutex_
   StatsCarry carried_;                           // counters of engines swapped out
   size_t max_waiting_;

@@ -45,18 +45,13 @@ EngineStats StatsCarry::apply(const EngineStats& current) const {
     replicas[0].steps = current.steps + engine_steps_;
     return replicas[0];
   }
+  // The totals are the replicas' sums, as LLMEngine::stats makes them.
   EngineStats total = current;
-  total.replicas = replicas;
   total.prefix = {};
   total.num_preemptions = total.prompt_tokens = total.generation_tokens = 0;
+  for (const EngineStats& r : replicas) add_counters(total, r);
   total.steps = current.steps + engine_steps_;
-  for (const EngineStats& r : replicas) {
-    total.prefix.queries += r.prefix.queries;
-    total.prefix.hits += r.prefix.hits;
-    total.num_preemptions += r.num_preemptions;
-    total.prompt_tokens += r.prompt_tokens;
-    total.generation_tokens += r.generation_tokens;
-  }
+  total.replicas = std::move(replicas);
   return total;
 }
 

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "engine/pool_turns.h"
+#include "engine/stats_carry.h"
 #include "parallel/deployment.h"
 #include "reconfig/served_model.h"
 #include "support/test_models.h"
@@ -103,6 +104,47 @@ void expect_same_streams(const Streams& got, const Streams& want) {
     EXPECT_EQ(g.finish, w.finish) << key.first << "/" << key.second;
     EXPECT_EQ(g.completion_tokens, w.completion_tokens) << key.first;
   }
+}
+
+TEST(StatsCarry, CountersOfRetiredEnginesNeverGoBackPerReplica) {
+  EngineStats one;  // an engine with one replica
+  one.prefix = {100, 40};
+  one.num_preemptions = 2;
+  one.generation_tokens = 50;
+  one.steps = 30;
+  EngineStats two;  // then one with two
+  two.replicas.resize(2);
+  two.replicas[0].prefix = {10, 1};
+  two.replicas[0].steps = 5;
+  two.replicas[1].prefix = {20, 2};
+  two.replicas[1].generation_tokens = 7;
+  two.replicas[1].steps = 5;
+  two.prefix = {30, 3};
+  two.generation_tokens = 7;
+  two.steps = 5;
+  StatsCarry carry;
+  carry.retire(one);
+  const EngineStats seen = carry.apply(two);
+  ASSERT_EQ(seen.replicas.size(), 2u);
+  EXPECT_EQ(seen.replicas[0].prefix.queries, 110u);
+  EXPECT_EQ(seen.replicas[1].prefix.queries, 20u);
+  EXPECT_EQ(seen.prefix.queries, 130u);
+  EXPECT_EQ(seen.prefix.hits, 43u);
+  EXPECT_EQ(seen.num_preemptions, 2u);
+  EXPECT_EQ(seen.generation_tokens, 57u);
+  EXPECT_EQ(seen.steps, 35u);
+  // Back to one replica: the second stays reported, with its counters.
+  carry.retire(two);
+  EngineStats fresh;
+  fresh.num_running = 3;
+  const EngineStats after = carry.apply(fresh);
+  ASSERT_EQ(after.replicas.size(), 2u);
+  EXPECT_EQ(after.replicas[0].prefix.queries, 110u);
+  EXPECT_EQ(after.replicas[1].prefix.queries, 20u);
+  EXPECT_EQ(after.replicas[1].num_running, 0u);
+  EXPECT_EQ(after.num_running, 3u);
+  EXPECT_EQ(after.generation_tokens, 57u);
+  EXPECT_EQ(after.steps, 35u);
 }
 
 TEST(LiveSwitch, MovedRequestsContinueExactlyOnAnotherEngine) {
@@ -257,18 +299,22 @@ TEST(LiveSwitch, ImpossibleConfigurationsAreRefusedBeforeAnythingChanges) {
 
 TEST(LiveSwitch, SecondSwitchWhileOneIsInProgressIsAConflict) {
   Runtime rt;
+  // Holding the pool's turn keeps the engine loop inside a step, so the
+  // switch, once prepared, waits at the step boundary for as long as needed.
+  rt.turns.acquire();
+  std::future<Streams> got = submit_all(rt.runtime->engine(), {greedy_request("r", {1, 2, 3}, 8)});
   const uint64_t id = rt.runtime->request_switch({.variant = "int8"}, "test");
-  // Until it has an outcome the model is preparing or switching.
-  bool conflicted = false;
-  try {
-    rt.runtime->request_switch({.variant = "f16"}, "test");
-  } catch (const SwitchConflict&) {
-    conflicted = true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (rt.runtime->state() != ServingState::kSwitching && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  const SwitchRecord r = rt.runtime->wait_for(id);
-  EXPECT_EQ(r.outcome, "done");
-  // The second one may only have got through if the first had already finished.
-  EXPECT_TRUE(conflicted || rt.runtime->switches().size() == 2);
+  ASSERT_EQ(rt.runtime->state(), ServingState::kSwitching);
+  EXPECT_THROW(rt.runtime->request_switch({.variant = "f16"}, "test"), SwitchConflict);
+  rt.turns.release();
+  EXPECT_EQ(rt.runtime->wait_for(id).outcome, "done");
+  EXPECT_EQ(got.get().size(), 1u);
+  EXPECT_EQ(rt.runtime->switches().size(), 1u);
+  EXPECT_EQ(rt.runtime->config().variant, "int8");
 }
 
 TEST(LiveSwitch, MemoryLimitFreesTheOldConfigurationFirstOrRefusesWhatNeverFits) {
