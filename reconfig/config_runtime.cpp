@@ -46,7 +46,8 @@ ConfigRuntime::ConfigRuntime(const ModelSource& source, const ServedConfig& conf
   std::string error;
   try {
     if (config.variant != kBaseVariant) {
-      derived_ = std::make_unique<Model>(derive_variant(source.base, variant_spec(config.variant)));
+      derived_ = source.variants ? source.variants->get(config.variant)
+                                 : std::make_shared<const Model>(derive_variant(source.base, variant_spec(config.variant)));
       model = derived_.get();
       weight_bytes_ = model_weight_bytes(*model);  // shards view into these (but for a few copied slices)
     }

@@ -18,6 +18,7 @@
 #include "parallel/deployment.h"
 #include "parallel/mpi_world.h"
 #include "reconfig/served_config.h"
+#include "reconfig/variant_store.h"
 
 namespace tidal {
 
@@ -31,6 +32,9 @@ struct ModelSource {
   EngineConfig engine;  // KV pool budget (per device), block size, dtype, prefix caching, policy, seed
   int threads = 0;      // per rank of a deployment (0: the cores shared out)
   MpiWorld* world = nullptr;  // the MPI job, when served over --comm mpi|nccl (this is its driver)
+  // Where derived variants are kept and shared (with shadow monitoring);
+  // null: each configuration derives its own.
+  VariantStore* variants = nullptr;
 };
 
 class ConfigRuntime {
@@ -58,7 +62,7 @@ class ConfigRuntime {
 
  private:
   // Destroyed engine first (it stops the ranks), weights last.
-  std::unique_ptr<Model> derived_;       // null when serving the base as loaded
+  std::shared_ptr<const Model> derived_;  // null when serving the base as loaded
   std::unique_ptr<Backend> backend_;     // single device
   std::unique_ptr<Deployment> deployment_;
   std::unique_ptr<LLMEngine> engine_;

@@ -34,6 +34,7 @@ const char* serving_state_name(ServingState state) {
 nlohmann::json switch_json(const SwitchRecord& r) {
   nlohmann::json j = {{"id", r.id},
                       {"origin", r.origin},
+                      {"reason", r.reason},
                       {"from", config_json(r.from)},
                       {"to", config_json(r.to)},
                       {"kind", r.kind},
@@ -129,7 +130,7 @@ SwitchRecord* ServedModelRuntime::record_of(uint64_t id) {
 }
 
 uint64_t ServedModelRuntime::request_switch(const ConfigChange& change, const std::string& origin,
-                                            SwitchDone on_done) {
+                                            SwitchDone on_done, const std::string& reason) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (state_ != ServingState::kServing) {
     throw SwitchConflict("a switch of this model is in progress (" + std::string(serving_state_name(state_)) +
@@ -149,6 +150,7 @@ uint64_t ServedModelRuntime::request_switch(const ConfigChange& change, const st
   SwitchRecord record;
   record.id = next_id_++;
   record.origin = origin;
+  record.reason = reason;
   record.from = config_;
   record.to = to;
   record.kind = change_kind(config_, to);
@@ -318,6 +320,7 @@ void ServedModelRuntime::finish(SwitchRecord r) {
             std::to_string(int64_t(mib(options_.memory_limit_bytes))) +
             ": the old one was freed first and preparing was inside the pause)";
   }
+  if (!r.reason.empty()) line += "; why: " + r.reason;
   if (!r.error.empty()) line += "; the old configuration " + std::string(r.freed_old_first ? "was rebuilt and " : "") +
                                 "keeps serving: " + r.error;
   std::fprintf(stderr, "%s\n", line.c_str());
@@ -333,11 +336,18 @@ void ServedModelRuntime::finish(SwitchRecord r) {
     ++failed_;
   }
   SwitchDone on_done = std::exchange(on_done_, nullptr);
+  const SwitchDone listener = listener_;
   if (SwitchRecord* slot = record_of(r.id)) *slot = r;
   state_ = ServingState::kServing;
   switched_.notify_all();
   lock.unlock();
   if (on_done) on_done(r);
+  if (listener) listener(r);
+}
+
+void ServedModelRuntime::set_switch_listener(SwitchDone listener) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  listener_ = std::move(listener);
 }
 
 }  // namespace tidal

@@ -42,6 +42,7 @@ const char* serving_state_name(ServingState state);
 struct SwitchRecord {
   uint64_t id = 0;
   std::string origin;              // who asked: "operator", "reconfigurator", ...
+  std::string reason;              // why, when the asker said (the reconfigurator's decision)
   ServedConfig from, to;
   std::string kind;                // change_kind(from, to)
   int64_t requested_at_ms = 0;     // unix time
@@ -87,7 +88,11 @@ class ServedModelRuntime {
   // given, is called with the record once the switch has an outcome (on
   // the switch's thread, or on this one when nothing changes).
   using SwitchDone = std::function<void(const SwitchRecord&)>;
-  uint64_t request_switch(const ConfigChange& change, const std::string& origin, SwitchDone on_done = {});
+  uint64_t request_switch(const ConfigChange& change, const std::string& origin, SwitchDone on_done = {},
+                          const std::string& reason = "");
+  // Called with every switch's record once it has an outcome, whoever asked
+  // for it (after the switch's own on_done), on the switch's thread.
+  void set_switch_listener(SwitchDone listener);
   // Blocks until switch `id` has an outcome; returns its record.
   SwitchRecord wait_for(uint64_t id);
   // Stops the engine: with drain, in-flight requests get `grace` to finish.
@@ -131,6 +136,7 @@ class ServedModelRuntime {
   uint64_t done_ = 0, failed_ = 0;
   std::thread worker_;
   SwitchDone on_done_;                // of the switch in progress
+  SwitchDone listener_;
   // Destroyed engine loop first, then the configuration it ran.
   std::unique_ptr<ConfigRuntime> current_;
   std::unique_ptr<AsyncEngine> engine_;

@@ -22,6 +22,8 @@ class StepCostModel {
   // fit they could still make is kept rather than dropped.
   bool ready() const { return have_fit_; }
   double predict_seconds(int n_tokens) const;
+  double intercept() const { return a_; }  // a, seconds per step
+  double slope() const { return b_; }      // b, seconds per token
   // The largest token count whose predicted step fits in `seconds`; at least 1.
   int max_tokens_within(double seconds) const;
 

@@ -3,7 +3,7 @@
 # (apt-get update only runs when something is missing).
 set -euo pipefail
 packages=(build-essential cmake pkg-config libsentencepiece-dev libpcre2-dev libboost-dev
-          nlohmann-json3-dev libcli11-dev libgtest-dev libopenmpi-dev openmpi-bin
+          nlohmann-json3-dev libcli11-dev libgtest-dev libopenmpi-dev openmpi-bin libsqlite3-dev
           libopenblas0)  # libopenblas0: bench-offline's sgemm reference, loaded at run time
 missing=()
 for p in "${packages[@]}"; do

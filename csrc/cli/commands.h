@@ -11,5 +11,6 @@ void register_serve_command(CLI::App& app);
 void register_quantize_command(CLI::App& app);
 void register_eval_command(CLI::App& app);
 void register_admin_command(CLI::App& app);
+void register_agreement_command(CLI::App& app);
 
 }  // namespace tidal

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   tidal::register_quantize_command(app);
   tidal::register_eval_command(app);
   tidal::register_admin_command(app);
+  tidal::register_agreement_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -122,7 +122,8 @@ void check_mpi_launch(const ParallelConfig& parallel) {
 }  // namespace
 
 ModelSource ModelSetup::source(int threads) {
-  return {*loaded.model, *loaded.tokenizer, *loaded.pool, *turns, loaded.engine_config, threads, world.get()};
+  return {*loaded.model, *loaded.tokenizer, *loaded.pool, *turns, loaded.engine_config, threads, world.get(),
+          variants.get()};
 }
 
 ModelSetup setup_model(const ModelOptions& o, const ParallelConfig& parallel) {
@@ -139,6 +140,7 @@ ModelSetup setup_model(const ModelOptions& o, const ParallelConfig& parallel) {
   }
   s.loaded.pool = std::make_unique<ThreadPool>(o.threads);
   s.turns = std::make_unique<PoolTurns>();
+  s.variants = std::make_unique<VariantStore>(*s.loaded.model);
   return s;
 }
 

@@ -62,6 +62,9 @@ struct ModelSetup {
   std::unique_ptr<MpiWorld> world;
   LoadedModel loaded;
   std::unique_ptr<PoolTurns> turns;
+  // Derived variants, shared by the configurations that serve them and by
+  // the reconfigurator's shadow monitoring (the driver only).
+  std::unique_ptr<VariantStore> variants;
   // An MPI worker process has followed the driver's orders until it quit:
   // the command has nothing more to do.
   bool worker_done = false;

@@ -20,11 +20,13 @@
 #include "cli/commands.h"
 #include "cli/kv_cache_report.h"
 #include "cli/model_options.h"
+#include "cli/reconfig_options.h"
 #include "core/error.h"
 #include "engine/async_engine.h"
 #include "engine/pool_turns.h"
 #include "model/chat_template.h"
 #include "reconfig/mpi_worker.h"
+#include "reconfig/reconfigurator.h"
 #include "reconfig/served_model.h"
 #include "server/http_server.h"
 #include "server/json_text.h"
@@ -54,6 +56,8 @@ struct ServeOptions {
   double shutdown_grace_s = 5.0;
   std::string admin_key;        // --admin-key: Bearer key of the admin API (empty: disabled)
   int memory_limit_mb = 0;      // 0: no limit on what configurations hold beyond the base model
+  std::string variant = kBaseVariant;  // --variant: what the model is served as at start
+  ReconfigFlags reconfig;
 };
 
 // Counts running threads so that shutdown can wait for them with a deadline.
@@ -84,6 +88,7 @@ class ThreadCount {
 struct ServedRuntimes {
   ModelSetup model;
   std::vector<std::unique_ptr<ServedModelRuntime>> models;  // empty on an MPI worker process
+  std::unique_ptr<Reconfigurator> reconfigurator;           // of the base model, with --reconfig advise|on
 };
 
 // Loads the model and builds the base's configuration (any --tp/--pp/--dp),
@@ -99,7 +104,7 @@ ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSp
   options.memory_limit_bytes = size_t(o.memory_limit_mb) << 20;
   options.name = names.front().front();
   s.models.push_back(
-      std::make_unique<ServedModelRuntime>(source, flag_config(o.model, kBaseVariant, o.parallel), options));
+      std::make_unique<ServedModelRuntime>(source, flag_config(o.model, o.variant, o.parallel), options));
   for (size_t i = 0; i < variants.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     options.name = names[i + 1].front();
@@ -108,6 +113,10 @@ ServedRuntimes start_runtimes(const ServeOptions& o, const std::vector<VariantSp
     std::fprintf(stderr, "tidal: variant %s: %.1f MiB of weights, derived in %.2f s\n", variants[i].name.c_str(),
                  double(s.models.back()->weight_bytes()) / double(1 << 20),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (o.reconfig.mode != "off") {
+    s.reconfigurator = std::make_unique<Reconfigurator>(*s.models.front(), *s.model.variants, *s.model.loaded.pool,
+                                                        *s.model.turns, reconfigurator_options(o.reconfig, o.model.model));
   }
   return s;
 }
@@ -178,7 +187,8 @@ void run_serve(const ServeOptions& o) {
   for (size_t i = 0; i < served.models.size(); ++i) {
     ServedModelRuntime& runtime = *served.models[i];
     metrics.push_back(std::make_unique<ServerMetrics>(names[i].front()));
-    ctx.models.push_back({names[i], runtime, runtime.engine(), *metrics[i], runtime.max_model_len(), i > 0});
+    ctx.models.push_back({names[i], runtime, runtime.engine(), *metrics[i], runtime.max_model_len(), i > 0,
+                          i == 0 ? served.reconfigurator.get() : nullptr});
   }
   try {
     apply_chat_template(ctx.chat_template, {{"user", "hi"}}, true);
@@ -228,6 +238,9 @@ void run_serve(const ServeOptions& o) {
   }
   std::fprintf(stderr, "tidal: shutting down\n");
   server.stop_accepting();
+  // No switch may start while the models drain (the admin API may still
+  // read its state).
+  if (served.reconfigurator) served.reconfigurator->stop();
   // Every engine stops accepting at once and they drain side by side, all
   // within the same grace period.
   const std::chrono::milliseconds grace(int64_t(o.shutdown_grace_s * 1000));
@@ -288,6 +301,10 @@ void register_serve_command(CLI::App& app) {
                   "one first, and its pause includes preparing the new one")
       ->check(CLI::Range(0, 1 << 30))
       ->capture_default_str();
+  cmd->add_option("--variant", o->variant,
+                  "serve the model as this variant of it from the start (derived at start-up; 'base': as loaded)")
+      ->capture_default_str();
+  add_reconfig_options(*cmd, o->reconfig);
   cmd->add_option("--shutdown-grace", o->shutdown_grace_s,
                   "seconds in-flight requests may run after SIGINT/SIGTERM before they are aborted")
       ->check(CLI::Range(0.0, 3600.0))

@@ -18,13 +18,32 @@ AsyncEngine::~AsyncEngine() { shutdown(false); }
 AsyncEngine::SubmitResult AsyncEngine::submit(Request request, Sink sink) {
   // Rejections surface here, on the caller's thread, not on the loop.
   validate(request);
+  const auto arrival = std::chrono::steady_clock::now();
+  std::shared_ptr<RequestObserver> observer;
+  SubmitResult result = SubmitResult::kAccepted;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    observer = observer_;
+    if (!accepting_) {
+      result = SubmitResult::kShuttingDown;
+    } else if (stats_.num_waiting + incoming_.size() >= max_waiting_) {
+      result = SubmitResult::kQueueFull;
+    }
+  }
+  // Asked outside the lock: the observer may take its own.
+  const bool keep = observer && observer->on_arrival(request, result == SubmitResult::kAccepted);
+  if (result != SubmitResult::kAccepted) return result;
   std::lock_guard<std::mutex> lock(mutex_);
   if (!accepting_) return SubmitResult::kShuttingDown;
-  if (stats_.num_waiting + incoming_.size() >= max_waiting_) return SubmitResult::kQueueFull;
-  incoming_.emplace_back(std::move(request), std::move(sink));
+  incoming_.push_back({std::move(request), std::move(sink), arrival, keep});
   ++in_flight_;
   wake_.notify_one();
   return SubmitResult::kAccepted;
+}
+
+void AsyncEngine::set_observer(std::shared_ptr<RequestObserver> observer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  observer_ = std::move(observer);
 }
 
 void AsyncEngine::validate(const Request& request) const {
@@ -139,11 +158,30 @@ void call_sink(const AsyncEngine::Sink& sink, const RequestOutput& out) {
 }  // namespace
 
 void AsyncEngine::deliver(const RequestOutput& out) {
-  auto it = sinks_.find(out.request_id);
-  if (it == sinks_.end()) return;
-  call_sink(it->second, out);
+  auto it = live_.find(out.request_id);
+  if (it == live_.end()) return;
+  Live& live = it->second;
+  call_sink(live.sink, out);
+  if (loop_observer_) {
+    const auto now = std::chrono::steady_clock::now();
+    for (const CompletionDelta& d : out.deltas) {
+      if (d.index != 0 || d.token_ids.empty()) continue;
+      if (live.trace.ttft_seconds < 0) {
+        live.trace.ttft_seconds = std::chrono::duration<double>(now - live.trace.arrival).count();
+      }
+      live.trace.output_tokens += int(d.token_ids.size());
+      if (live.keep_tokens) live.trace.output.insert(live.trace.output.end(), d.token_ids.begin(), d.token_ids.end());
+      if (d.finish == FinishReason::kAbort) live.trace.aborted = true;
+    }
+    if (out.finished) {
+      live.trace.e2e_seconds = std::chrono::duration<double>(now - live.trace.arrival).count();
+      live.trace.prompt_tokens = out.prompt_tokens;
+      for (const CompletionDelta& d : out.deltas) live.trace.aborted |= d.finish == FinishReason::kAbort;
+      loop_observer_->on_finished(std::move(live.trace));
+    }
+  }
   if (!out.finished) return;
-  sinks_.erase(it);
+  live_.erase(it);
   request_done();
 }
 
@@ -154,8 +192,8 @@ void AsyncEngine::request_done() {
 
 void AsyncEngine::abort_everything() {
   std::vector<std::string> ids;
-  ids.reserve(sinks_.size());
-  for (const auto& [id, sink] : sinks_) ids.push_back(id);
+  ids.reserve(live_.size());
+  for (const auto& [id, live] : live_) ids.push_back(id);
   for (const std::string& id : ids) {
     std::optional<RequestOutput> out;
     try {
@@ -175,7 +213,7 @@ void AsyncEngine::abort_everything() {
 
 void AsyncEngine::loop() {
   for (;;) {
-    std::deque<std::pair<Request, Sink>> incoming;
+    std::deque<Incoming> incoming;
     std::deque<std::string> aborts;
     bool stop;
     {
@@ -186,14 +224,18 @@ void AsyncEngine::loop() {
       incoming.swap(incoming_);
       aborts.swap(aborts_);
       stop = stop_;
+      loop_observer_ = observer_;
     }
 
-    for (auto& [request, sink] : incoming) {
-      const std::string id = request.id;
-      const int n = request.sampling.n;
+    for (Incoming& in : incoming) {
+      const std::string id = in.request.id;
+      const int n = in.request.sampling.n;
+      Live live{std::move(in.sink), {}, in.keep_tokens};
+      live.trace.arrival = in.arrival;
+      if (in.keep_tokens) live.trace.prompt = in.request.prompt;
       try {
-        engine_->add_request(std::move(request));
-        sinks_[id] = std::move(sink);
+        engine_->add_request(std::move(in.request));
+        live_[id] = std::move(live);
       } catch (const std::exception& e) {
         // submit() validated it, so only a clashing id lands here: end the
         // request at once rather than leave its client waiting.
@@ -207,12 +249,12 @@ void AsyncEngine::loop() {
           d.finish = FinishReason::kAbort;
           out.deltas.push_back(std::move(d));
         }
-        call_sink(sink, out);
+        call_sink(live.sink, out);
         request_done();
       }
     }
     for (const std::string& id : aborts) {
-      if (!sinks_.count(id)) continue;  // already finished
+      if (!live_.count(id)) continue;  // already finished
       if (std::optional<RequestOutput> out = engine_->abort_request(id)) deliver(*out);
     }
 
@@ -229,6 +271,7 @@ void AsyncEngine::loop() {
       abort_everything();
     } else if (engine_->has_unfinished()) {
       std::vector<RequestOutput> outputs;
+      const auto start = std::chrono::steady_clock::now();
       try {
         outputs = engine_->step();
       } catch (const std::exception& e) {
@@ -236,6 +279,14 @@ void AsyncEngine::loop() {
         // from hanging and frees the blocks.
         std::fprintf(stderr, "tidal: engine step failed: %s\n", e.what());
         abort_everything();
+      }
+      if (loop_observer_) {
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const EngineStats after = engine_->stats();
+        const EngineStats& before = stats_;  // this engine's, from the previous iteration
+        const uint64_t tokens = after.prompt_tokens + after.generation_tokens - before.prompt_tokens -
+                                before.generation_tokens;
+        loop_observer_->on_step(int(tokens), seconds, after.num_running, after.num_waiting, after.kv_usage);
       }
       for (const RequestOutput& out : outputs) deliver(out);
     }

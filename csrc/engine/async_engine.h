@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -16,6 +17,7 @@
 #include <unordered_map>
 
 #include "engine/engine.h"
+#include "engine/request_observer.h"
 #include "engine/stats_carry.h"
 
 namespace tidal {
@@ -72,6 +74,11 @@ class AsyncEngine {
   // requests the loop has not picked up yet.
   EngineStats stats() const;
 
+  // Reports arrivals, steps and finished requests to `observer` from now
+  // on (null: to nobody). Requests already in flight are reported too, as
+  // they finish.
+  void set_observer(std::shared_ptr<RequestObserver> observer);
+
  private:
   void loop();
   // Delivers an output to its sink; forgets the sink when the request is done.
@@ -98,9 +105,24 @@ class AsyncEngine {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  std::deque<std::pair<Request, Sink>> incoming_;
+  // A request on its way in, and one the loop serves: its sink and what
+  // the observer will be told when it finishes.
+  struct Incoming {
+    Request request;
+    Sink sink;
+    std::chrono::steady_clock::time_point arrival;
+    bool keep_tokens = false;
+  };
+  struct Live {
+    Sink sink;
+    FinishedRequest trace;
+    bool keep_tokens = false;
+  };
+  std::deque<Incoming> incoming_;
   std::deque<std::string> aborts_;
-  std::unordered_map<std::string, Sink> sinks_;  // loop thread only
+  std::unordered_map<std::string, Live> live_;  // loop thread only
+  std::shared_ptr<RequestObserver> observer_;  // guarded by mutex_; the loop uses a copy per iteration
+  std::shared_ptr<RequestObserver> loop_observer_;  // loop thread only
   size_t in_flight_ = 0;                         // submitted, not yet finished
   bool accepting_ = true;
   bool stop_ = false;                            // set by shutdown: abort what is left and exit

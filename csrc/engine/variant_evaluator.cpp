@@ -5,8 +5,7 @@
 #include <optional>
 
 #include "core/error.h"
-#include "kv/kv_cache.h"
-#include "model/llama_forward.h"
+#include "engine/window_runner.h"
 
 namespace tidal {
 
@@ -16,49 +15,6 @@ namespace {
 // vocab floats per model) and cannot change any result: every op is
 // batch-invariant, so a chunked window gives the logits of a whole one.
 constexpr int kChunk = 128;
-constexpr int kBlockSize = 16;
-
-// One model reading one window at a time as a single sequence whose KV
-// blocks are 0, 1, 2, ... of its own cache, so a token's slot is its position.
-class WindowRunner {
- public:
-  WindowRunner(const Model& model, Backend& backend, int max_window)
-      : vocab_(model.config.vocab_size),
-        forward_(model, backend),
-        cache_(KvCacheShape{model.config.n_layers, model.config.n_kv_heads, model.config.head_dim, kBlockSize,
-                            (max_window + kBlockSize - 1) / kBlockSize}),
-        block_table_(size_t(cache_.shape().num_blocks)) {
-    std::iota(block_table_.begin(), block_table_.end(), 0);
-  }
-
-  // Logits ([end - begin][vocab]) after positions [begin, end) of `window`;
-  // positions before `begin` must have been run by the previous calls.
-  const float* run(const std::vector<int32_t>& window, int begin, int end) {
-    const int n = end - begin;
-    positions_.resize(size_t(n));
-    std::iota(positions_.begin(), positions_.end(), begin);
-    seq_index_.assign(size_t(n), 0);
-    ForwardBatch batch;
-    batch.tokens = window.data() + begin;
-    batch.meta.n_tokens = n;
-    batch.meta.positions = positions_.data();
-    batch.meta.seq_index = seq_index_.data();
-    batch.meta.slot_mapping = positions_.data();
-    batch.meta.block_tables = {block_table_};
-    batch.logits_rows.resize(size_t(n));
-    std::iota(batch.logits_rows.begin(), batch.logits_rows.end(), 0);
-    logits_.resize(size_t(n) * vocab_);
-    forward_.forward(cache_, batch, logits_.data());
-    return logits_.data();
-  }
-
- private:
-  size_t vocab_;
-  LlamaForward forward_;
-  KvCache cache_;
-  std::vector<int32_t> block_table_, positions_, seq_index_;
-  std::vector<float> logits_;
-};
 
 }  // namespace
 

@@ -1,7 +1,9 @@
 #include "server/admin_handler.h"
 
 #include <boost/asio/post.hpp>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
 
 #include "core/error.h"
@@ -19,6 +21,8 @@ constexpr std::string_view kAdminPrefix = "/admin/";
 
 json model_status(const ServedModel& model) {
   json j = {{"model", model.name()},
+            {"reconfig", model.reconfigurator ? model.reconfigurator->mode() : std::string("off")},
+            {"pinned", model.reconfigurator && model.reconfigurator->pinned()},
             {"config", config_json(model.runtime.config())},
             {"state", serving_state_name(model.runtime.state())},
             {"storage", model.runtime.storage()},
@@ -129,7 +133,100 @@ void put_config(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange) 
   } catch (const Error& e) {
     throw invalid_request(e.what(), "", "invalid_config");
   }
-  if (!wait) exchange->reply(202, json_text({{"id", id}, {"model", model.name()}, {"status", "accepted"}}));
+  // The operator comes first: the reconfigurator leaves this model alone
+  // until DELETE /admin/v1/config/pin.
+  if (model.reconfigurator) model.reconfigurator->pin();
+  if (!wait) {
+    exchange->reply(202, json_text({{"id", id}, {"model", model.name()}, {"status", "accepted"},
+                                    {"pinned", model.reconfigurator != nullptr}}));
+  }
+}
+
+// The value of `name` in the request's query string, if present.
+std::optional<std::string> query_param(const HttpRequest& request, std::string_view name) {
+  const std::string_view target(request.target().data(), request.target().size());
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view item = query.substr(0, amp);
+    if (item.size() > name.size() && item.substr(0, name.size()) == name && item[name.size()] == '=') {
+      return std::string(item.substr(name.size() + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    query = query.substr(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// The model a reconfigurator request names (?model= or "model" in the
+// body; the base when left out), which must have a reconfigurator.
+ServedModel& reconfigured_model(ServingContext& ctx, const std::string& name) {
+  ServedModel& model = ctx.resolve_model(name);
+  if (!model.reconfigurator) {
+    throw ApiError(409, "The reconfigurator is off for model '" + model.name() + "' (serve with --reconfig advise|on).",
+                   "invalid_request_error", "model", "reconfig_off");
+  }
+  return model;
+}
+
+void get_reconfig(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange) {
+  json data = json::array();
+  for (const ServedModel& m : ctx.models) {
+    if (!m.reconfigurator) continue;
+    json j = m.reconfigurator->status();
+    j["model"] = m.name();
+    data.push_back(std::move(j));
+  }
+  exchange->reply(200, json_text({{"object", "list"}, {"data", std::move(data)}}));
+}
+
+void get_decisions(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange) {
+  size_t limit = 100;
+  if (const std::optional<std::string> l = query_param(exchange->request(), "limit")) {
+    char* end = nullptr;
+    const long v = std::strtol(l->c_str(), &end, 10);
+    if (l->empty() || *end != '\0' || v < 1 || v > 1000) {
+      throw invalid_request("'limit' must be an integer from 1 to 1000.", "limit", "invalid_value");
+    }
+    limit = size_t(v);
+  }
+  const ServedModel& model = reconfigured_model(ctx, query_param(exchange->request(), "model").value_or(""));
+  json data = json::array();
+  for (json& d : model.reconfigurator->decisions(limit)) {
+    d["model"] = model.name();
+    data.push_back(std::move(d));
+  }
+  exchange->reply(200, json_text({{"object", "list"}, {"data", std::move(data)}}));
+}
+
+void slo_endpoint(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange, bool put) {
+  std::string name = query_param(exchange->request(), "model").value_or("");
+  json body;
+  if (put) {
+    body = parse_json_object(exchange->request().body());
+    if (body.contains("model")) {
+      if (!body["model"].is_string()) throw invalid_request("'model' must be a string.", "model", "invalid_type");
+      name = body["model"].get<std::string>();
+      body.erase("model");
+    }
+  }
+  ServedModel& model = reconfigured_model(ctx, name);
+  if (put) {
+    try {
+      model.reconfigurator->set_slo(slo_from_json(body));
+    } catch (const Error& e) {
+      throw invalid_request(e.what(), "", "invalid_slo");
+    }
+  }
+  exchange->reply(200, json_text({{"model", model.name()}, {"slo", slo_json(model.reconfigurator->slo())}}));
+}
+
+void delete_pin(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange) {
+  ServedModel& model = reconfigured_model(ctx, query_param(exchange->request(), "model").value_or(""));
+  model.reconfigurator->unpin();
+  exchange->reply(200, json_text({{"model", model.name()}, {"pinned", false}}));
 }
 
 }  // namespace
@@ -149,6 +246,22 @@ void handle_admin(ServingContext& ctx, const std::shared_ptr<Exchange>& exchange
   }
   if (path == "/admin/v1/switches") {
     if (only({http::verb::get}, "GET")) get_switches(ctx, exchange);
+    return;
+  }
+  if (path == "/admin/v1/config/pin") {
+    if (only({http::verb::delete_}, "DELETE")) delete_pin(ctx, exchange);
+    return;
+  }
+  if (path == "/admin/v1/slo") {
+    if (only({http::verb::get, http::verb::put}, "GET, PUT")) slo_endpoint(ctx, exchange, method == http::verb::put);
+    return;
+  }
+  if (path == "/admin/v1/decisions") {
+    if (only({http::verb::get}, "GET")) get_decisions(ctx, exchange);
+    return;
+  }
+  if (path == "/admin/v1/reconfig") {
+    if (only({http::verb::get}, "GET")) get_reconfig(ctx, exchange);
     return;
   }
   const auto m = exchange->request().method_string();

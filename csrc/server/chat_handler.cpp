@@ -13,6 +13,7 @@ void handle_chat_completions(ServingContext& ctx, std::shared_ptr<Exchange> exch
   plan.kind = ApiKind::kChat;
   plan.stream = req.options.stream;
   plan.include_usage = req.options.include_usage;
+  plan.return_token_ids = req.options.return_token_ids;
   plan.logprobs = req.logprobs;
   plan.prompt_param = "messages";
   Request r;

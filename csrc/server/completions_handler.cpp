@@ -20,6 +20,7 @@ void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange)
   plan.kind = ApiKind::kCompletion;
   plan.stream = req.options.stream;
   plan.include_usage = req.options.include_usage;
+  plan.return_token_ids = req.options.return_token_ids;
   plan.logprobs = req.logprobs >= 0;
   plan.prompt_param = "prompt";
   for (const PromptInput& p : req.prompts) {

@@ -38,6 +38,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     int32_t prev_token = -1;              // for the next token's text
     size_t chars = 0;                     // text_offset of the next token
     bool started = false;                 // its first stream chunk went out
+    std::vector<int32_t> token_ids;       // with return_token_ids: every generated id
+    size_t ids_sent = 0;                  // of token_ids, in stream chunks so far
   };
   // Per engine request, touched only on the engine thread.
   struct Timing {
@@ -69,6 +71,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::vector<bool> request_done_;
   size_t requests_done_ = 0;
   std::vector<Choice> choices_;  // prompt * n + i
+  std::vector<std::vector<int32_t>> prompt_ids_;  // per prompt, with return_token_ids
   Usage usage_;
   bool done_ = false;            // answered (or refused): later outputs are only drained
 };
@@ -88,6 +91,7 @@ void GenerationJob::start() {
       throw invalid_request(e.what(), plan_.prompt_param, "invalid_value");
     }
     usage_.prompt_tokens += int64_t(r.prompt.size());
+    if (plan_.return_token_ids) prompt_ids_.push_back(r.prompt);
     const std::string& echo = plan_.echo[p];
     for (int i = 0; i < n_; ++i) {
       Choice& c = choices_[p * n_ + i];
@@ -202,6 +206,7 @@ void GenerationJob::add_delta(size_t prompt, const CompletionDelta& d) {
     }
     c.prev_token = id;
   }
+  if (plan_.return_token_ids) c.token_ids.insert(c.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
   usage_.completion_tokens += int64_t(d.token_ids.size());
   c.text += d.text;
   if (d.finish) c.finish = d.finish;
@@ -211,8 +216,15 @@ void GenerationJob::add_delta(size_t prompt, const CompletionDelta& d) {
   std::string text = c.started ? d.text : plan_.echo[prompt] + d.text;
   // Half a character produces no text; it goes out with the next token.
   if (text.empty() && new_logprobs.empty() && !d.finish) return;
+  std::optional<ChunkTokenIds> ids;
+  if (plan_.return_token_ids) {
+    // Ids held back with a half character go out with this chunk.
+    ids = ChunkTokenIds{std::span<const int32_t>(c.token_ids).subspan(c.ids_sent), std::nullopt};
+    if (!c.started) ids->prompt_token_ids = std::span<const int32_t>(prompt_ids_[prompt]);
+    c.ids_sent = c.token_ids.size();
+  }
   c.started = true;
-  exchange_->send_event(builder_.delta_chunk(int(index), text, new_logprobs, d.finish));
+  exchange_->send_event(builder_.delta_chunk(int(index), text, new_logprobs, d.finish, ids));
 }
 
 std::string GenerationJob::token_text(int32_t id, int32_t prev) const {
@@ -230,7 +242,14 @@ void GenerationJob::complete() {
   }
   std::vector<ChoiceResult> results;
   results.reserve(choices_.size());
-  for (Choice& c : choices_) results.push_back({std::move(c.text), std::move(c.logprobs), c.finish});
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    Choice& c = choices_[i];
+    results.push_back({std::move(c.text), std::move(c.logprobs), c.finish});
+    if (plan_.return_token_ids) {
+      results.back().token_ids = std::move(c.token_ids);
+      results.back().prompt_token_ids = prompt_ids_[i / size_t(n_)];
+    }
+  }
   exchange_->reply(200, builder_.response(results, usage_));
 }
 

@@ -25,6 +25,7 @@ struct GenerationPlan {
   bool stream = false;
   bool include_usage = false;
   bool logprobs = false;          // report logprobs (how many alternatives: sampling.logprobs)
+  bool return_token_ids = false;  // vLLM's return_token_ids: prompt and output token ids in the response
   std::string prompt_param;       // the field prompt errors name: "prompt" or "messages"
 };
 

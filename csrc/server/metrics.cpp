@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <span>
 
+#include "reconfig/reconfigurator.h"
+
 namespace tidal {
 
 namespace {
@@ -175,6 +177,46 @@ std::string render_metrics(const std::vector<EngineMetrics>& engines) {
            e.metrics.labels() + ",variant=\"" + escape_label(c.variant) + "\",tp=\"" + std::to_string(c.layout.tp) +
                "\",pp=\"" + std::to_string(c.layout.pp) + "\",dp=\"" + std::to_string(c.layout.dp) + "\"",
            1.0);
+  }
+
+  // The reconfigurator (reconfig/reconfigurator.h).
+  header(out, "tidal:reconfigurator_decisions_total", "Policy rounds of the reconfigurator.", "counter");
+  for (const EngineMetrics& e : engines) {
+    if (e.reconfigurator) {
+      sample(out, "tidal:reconfigurator_decisions_total", e.metrics.labels(), double(e.reconfigurator->counters().decisions));
+    }
+  }
+  header(out, "tidal:shadow_samples_total", "Sampled requests for shadow scoring, by outcome (scored, dropped).",
+         "counter");
+  for (const EngineMetrics& e : engines) {
+    if (!e.reconfigurator) continue;
+    const Reconfigurator::Counters k = e.reconfigurator->counters();
+    sample(out, "tidal:shadow_samples_total", e.metrics.labels() + ",outcome=\"scored\"", double(k.samples_scored));
+    sample(out, "tidal:shadow_samples_total", e.metrics.labels() + ",outcome=\"dropped\"", double(k.samples_dropped));
+  }
+  header(out, "tidal:shadow_compute_seconds_total", "Compute time spent on shadow scoring and calibration.", "counter");
+  for (const EngineMetrics& e : engines) {
+    if (e.reconfigurator) {
+      sample(out, "tidal:shadow_compute_seconds_total", e.metrics.labels(), e.reconfigurator->counters().shadow_seconds);
+    }
+  }
+  header(out, "tidal:variant_agreement_lower_bound",
+         "One-sided Clopper-Pearson lower bound on the fraction of requests a variant answers as the base would.",
+         "gauge");
+  for (const EngineMetrics& e : engines) {
+    if (!e.reconfigurator) continue;
+    for (const VariantAccuracy& a : e.reconfigurator->accuracy()) {
+      sample(out, "tidal:variant_agreement_lower_bound", e.metrics.labels() + ",variant=\"" + escape_label(a.variant) + "\"",
+             a.lower_bound);
+    }
+  }
+  header(out, "tidal:variant_agreement_trials", "Shadow-scored requests per variant.", "gauge");
+  for (const EngineMetrics& e : engines) {
+    if (!e.reconfigurator) continue;
+    for (const VariantAccuracy& a : e.reconfigurator->accuracy()) {
+      sample(out, "tidal:variant_agreement_trials", e.metrics.labels() + ",variant=\"" + escape_label(a.variant) + "\"",
+             double(a.trials));
+    }
   }
   return out;
 }

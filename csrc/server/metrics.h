@@ -21,6 +21,8 @@
 
 namespace tidal {
 
+class Reconfigurator;
+
 class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);
@@ -64,6 +66,7 @@ struct EngineMetrics {
   const ServerMetrics& metrics;
   EngineStats stats;
   const ServedModelRuntime* runtime = nullptr;  // its configuration and switches (none: not reported)
+  const Reconfigurator* reconfigurator = nullptr;  // decisions and shadow monitoring (none: not reported)
 };
 
 // The /metrics text for every engine: each metric family's HELP and TYPE

@@ -28,7 +28,9 @@ void health(ServingContext&, std::shared_ptr<Exchange> exchange) { exchange->rep
 
 void metrics(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   std::vector<EngineMetrics> engines;
-  for (const ServedModel& model : ctx.models) engines.push_back({model.metrics, model.engine.stats(), &model.runtime});
+  for (const ServedModel& model : ctx.models) {
+    engines.push_back({model.metrics, model.engine.stats(), &model.runtime, model.reconfigurator});
+  }
   exchange->reply(200, render_metrics(engines), "text/plain; version=0.0.4; charset=utf-8");
 }
 

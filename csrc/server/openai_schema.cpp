@@ -256,6 +256,7 @@ GenerationOptions parse_common(const Fields& f) {
   }
   if (auto v = f.boolean("ignore_eos")) s.ignore_eos = *v;
   if (auto v = f.boolean("stream")) o.stream = *v;
+  if (auto v = f.boolean("return_token_ids")) o.return_token_ids = *v;
   if (const json* so = f.get("stream_options")) {
     if (!so->is_object()) throw wrong_type("stream_options", "an object", *so);
     if (!o.stream) {

@@ -40,6 +40,7 @@ struct GenerationOptions {
   std::optional<int64_t> max_tokens; // as given; validated against the context later
   bool stream = false;
   bool include_usage = false;        // stream_options.include_usage
+  bool return_token_ids = false;     // vLLM extension: the prompt's and every choice's token ids in the response
 };
 
 struct CompletionRequest {

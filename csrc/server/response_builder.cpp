@@ -94,7 +94,8 @@ std::string ResponseBuilder::role_chunk(int index) const {
 }
 
 std::string ResponseBuilder::delta_chunk(int index, std::string_view text, std::span<const TokenLogprobs> logprobs,
-                                         std::optional<FinishReason> finish) const {
+                                         std::optional<FinishReason> finish,
+                                         const std::optional<ChunkTokenIds>& ids) const {
   json choice = {{"index", index}};
   if (kind_ == ApiKind::kChat) {
     // The closing chunk of a choice carries an empty delta, as OpenAI's does.
@@ -105,6 +106,12 @@ std::string ResponseBuilder::delta_chunk(int index, std::string_view text, std::
     choice["logprobs"] = logprobs_ ? completion_logprobs(logprobs) : json(nullptr);
   }
   choice["finish_reason"] = finish_json(finish);
+  if (ids) {
+    choice["token_ids"] = std::vector<int32_t>(ids->token_ids.begin(), ids->token_ids.end());
+    if (ids->prompt_token_ids) {
+      choice["prompt_token_ids"] = std::vector<int32_t>(ids->prompt_token_ids->begin(), ids->prompt_token_ids->end());
+    }
+  }
   json chunk = {{"id", id_},
                 {"object", kind_ == ApiKind::kChat ? "chat.completion.chunk" : "text_completion"},
                 {"created", created_},
@@ -136,6 +143,8 @@ std::string ResponseBuilder::response(const std::vector<ChoiceResult>& choices, 
       choice["logprobs"] = logprobs_ ? completion_logprobs(c.logprobs) : json(nullptr);
     }
     choice["finish_reason"] = finish_json(c.finish);
+    if (c.token_ids) choice["token_ids"] = *c.token_ids;
+    if (c.prompt_token_ids) choice["prompt_token_ids"] = *c.prompt_token_ids;
     list.push_back(std::move(choice));
   }
   return json_text({{"id", id_},

@@ -33,6 +33,17 @@ struct ChoiceResult {
   std::string text;
   std::vector<TokenLogprobs> logprobs;
   std::optional<FinishReason> finish;
+  // With return_token_ids (vLLM's extension): the generated ids and the
+  // ids of the prompt they continue.
+  std::optional<std::vector<int32_t>> token_ids = std::nullopt;
+  std::optional<std::vector<int32_t>> prompt_token_ids = std::nullopt;
+};
+
+// What a stream chunk carries with return_token_ids: the ids of this
+// chunk's tokens, and on a choice's first chunk its prompt's ids.
+struct ChunkTokenIds {
+  std::span<const int32_t> token_ids;
+  std::optional<std::span<const int32_t>> prompt_token_ids;
 };
 
 class ResponseBuilder {
@@ -45,7 +56,7 @@ class ResponseBuilder {
   // Stream chunks, as the payload of one SSE event.
   std::string role_chunk(int index) const;  // chat only: announces the assistant turn
   std::string delta_chunk(int index, std::string_view text, std::span<const TokenLogprobs> logprobs,
-                          std::optional<FinishReason> finish) const;
+                          std::optional<FinishReason> finish, const std::optional<ChunkTokenIds>& ids = std::nullopt) const;
   std::string usage_chunk(const Usage& usage) const;
 
   // A whole response, choices in index order.

@@ -9,6 +9,7 @@
 
 #include "engine/async_engine.h"
 #include "model/tokenizer.h"
+#include "reconfig/reconfigurator.h"
 #include "reconfig/served_model.h"
 #include "server/api_error.h"
 #include "server/metrics.h"
@@ -25,6 +26,7 @@ struct ServedModel {
   ServerMetrics& metrics;
   int max_model_len = 0;
   bool is_variant = false;         // derived from the base (its model card names the base as parent)
+  Reconfigurator* reconfigurator = nullptr;  // with --reconfig advise|on (the base model only)
 
   const std::string& name() const { return names.front(); }
 };
