@@ -197,11 +197,12 @@ void Reconfigurator::calibrate_missing() {
   all.insert(all.end(), options_.candidates.begin(), options_.candidates.end());
   CpuBackend backend(pool_);
   for (const std::string& v : all) {
+    const std::shared_ptr<const Model> model = variants_.get(v);
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      held_.push_back(model);
       if (calibrated_.count(v)) continue;
     }
-    const std::shared_ptr<const Model> model = variants_.get(v);
     // Once per variant and machine (the history keeps it), so it is not
     // held to the shadow budget; it still takes the pool's turns.
     StepFit fit = calibrate_step_time(*model, backend, [this](const std::function<void()>& w) { run_unit(w, false); });

@@ -131,6 +131,9 @@ class Reconfigurator {
   std::vector<std::string> wanted_;
   std::deque<FinishedRequest> samples_;
   std::map<std::string, StepFit> calibrated_;  // by variant
+  // The candidates' weights, held for scoring (and shared with a
+  // configuration that serves one) for the reconfigurator's life.
+  std::vector<std::shared_ptr<const Model>> held_;
   std::map<std::string, StepFit> live_;        // by variant, at the layout it was measured
   std::deque<nlohmann::json> decisions_;
   std::chrono::steady_clock::time_point last_switch_;

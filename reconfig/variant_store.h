@@ -1,7 +1,9 @@
 // The variants of one loaded model that are in memory, derived once and
-// shared: a configuration that serves a variant and shadow monitoring that
-// scores it read the same weights, so a switch to a variant that has been
-// scored derives nothing (and holds no second copy).
+// shared while anyone holds them: a configuration that serves a variant
+// and shadow monitoring that scores it read the same weights, so a switch
+// to a variant being scored, or a layout-only switch, derives nothing and
+// holds no second copy. A variant nobody holds any more is freed (the
+// memory limit counts a configuration's derived weights as its own).
 #pragma once
 
 #include <map>
@@ -18,17 +20,17 @@ class VariantStore {
   explicit VariantStore(const Model& base) : base_(base) {}
 
   // "base" is the model as loaded (not owned); any other name is derived
-  // on first use (derive_variant) and kept. Throws Error for an unknown
-  // name. Safe from any thread; two threads asking for one variant derive
-  // it once.
+  // (derive_variant) unless someone still holds it. Throws Error for an
+  // unknown name. Safe from any thread; two threads asking for one variant
+  // derive it once.
   std::shared_ptr<const Model> get(const std::string& variant);
-  // Whether `variant` is in memory already.
+  // Whether `variant` is in memory (held by someone).
   bool holds(const std::string& variant) const;
 
  private:
   const Model& base_;
   mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<const Model>> derived_;
+  std::map<std::string, std::weak_ptr<const Model>> derived_;
 };
 
 }  // namespace tidal
