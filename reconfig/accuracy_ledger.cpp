@@ -17,7 +17,7 @@ nlohmann::json accuracy_json(const VariantAccuracy& a) {
 AccuracyLedger::AccuracyLedger(const Slo& slo) : slo_(slo) {}
 
 bool AccuracyLedger::agrees(const ShadowScore& s) const {
-  return s.positions > 0 && double(s.top1_matches) >= slo_.agree_tokens * double(s.positions);
+  return request_agrees(s.positions, s.top1_matches, slo_.agree_tokens);
 }
 
 SequentialAgreementTest AccuracyLedger::new_test() const {

@@ -19,7 +19,9 @@ std::optional<double> SliWindow::percentile_ms(LatencyMetric metric, double p) c
   }
   if (v.empty()) return std::nullopt;
   // Nearest rank: the smallest value at or above p percent of the values.
-  const size_t rank = size_t(std::ceil(p / 100.0 * double(v.size())));
+  // The slack keeps a rank that is whole in decimal but not in binary
+  // (p99.9 of 1000 values: 999.0000000000001) from rounding up to the next.
+  const size_t rank = size_t(std::max(0.0, std::ceil(p / 100.0 * double(v.size()) - 1e-9)));
   const size_t k = std::min(v.size() - 1, rank == 0 ? 0 : rank - 1);
   std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(k), v.end());
   return v[k];

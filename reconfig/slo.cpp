@@ -70,6 +70,14 @@ std::string number_text(double v) {
 
 }  // namespace
 
+bool request_agrees(int64_t positions, int64_t matches, double agree_tokens) {
+  // As a quotient, not matches >= agree_tokens * positions: the product
+  // can round above a whole count that reaches the threshold exactly
+  // (0.56 * 25 > 14 in binary), while 14.0 / 25 rounds to the same double
+  // as 0.56.
+  return positions > 0 && double(matches) / double(positions) >= agree_tokens;
+}
+
 const char* latency_metric_name(LatencyMetric m) {
   switch (m) {
     case LatencyMetric::kTtft: return "ttft";
@@ -114,6 +122,7 @@ Slo slo_from_json(const nlohmann::json& j) {
   if (!j.is_object()) reject("expected a JSON object");
   Slo slo;
   for (const auto& [key, value] : j.items()) {
+    if (key == "accuracy" && value.is_null()) continue;  // slo_json's "no accuracy objective"
     if (!value.is_number()) reject("'" + key + "' must be a number");
     set_item(slo, key, value.get<double>());
   }

@@ -7,6 +7,7 @@
 // positions; each request is one independent trial.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -35,11 +36,16 @@ struct Slo {
   const LatencyObjective* find(LatencyMetric metric) const;
 };
 
+// The agreement rule: a request whose `matches` of `positions` served
+// positions had the base's top-1 agrees at `agree_tokens` (none served: no).
+bool request_agrees(int64_t positions, int64_t matches, double agree_tokens);
+
 // Parses "ttft_p95_ms=1000,tpot_p95_ms=50,e2e_p99_ms=20000,accuracy=0.95,
 // confidence=0.95,agree_tokens=0.9"; an empty string is no objective.
 // Throws Error(kInvalidArgument) naming the bad item.
 Slo parse_slo(const std::string& text);
-// The same keys as a JSON object ({"ttft_p95_ms": 1000, "accuracy": 0.95, ...}).
+// The same keys as a JSON object ({"ttft_p95_ms": 1000, "accuracy": 0.95, ...});
+// "accuracy": null (as slo_json writes it) is no accuracy objective.
 Slo slo_from_json(const nlohmann::json& j);
 nlohmann::json slo_json(const Slo& slo);
 std::string describe_slo(const Slo& slo);  // the parse_slo form

@@ -15,6 +15,7 @@
 #include "cli/model_options.h"
 #include "core/error.h"
 #include "reconfig/shadow_scorer.h"
+#include "reconfig/slo.h"
 
 namespace tidal {
 
@@ -66,7 +67,7 @@ void run_agreement(const AgreementOptions& o) {
       continue;
     }
     const ServedAgreement a = served_agreement(*m.model, *m.backend, prompt, served);
-    const bool agrees = double(a.matches) >= o.agree_tokens * double(a.positions);
+    const bool agrees = request_agrees(a.positions, a.matches, o.agree_tokens);
     ++requests;
     agreed += agrees;
     positions += a.positions;
