@@ -58,6 +58,8 @@ nlohmann::json record_json(const RequestRecord& r) {
       {"tpot_s", r.success ? nlohmann::json(tpot_s(r)) : nlohmann::json()},
       {"itl_s", r.itl_s},
       {"generated_text", r.generated_text},
+      {"prompt_token_ids", r.prompt_token_ids ? nlohmann::json(*r.prompt_token_ids) : nlohmann::json()},
+      {"output_token_ids", r.output_token_ids ? nlohmann::json(*r.output_token_ids) : nlohmann::json()},
   };
   return j;
 }

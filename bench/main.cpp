@@ -216,7 +216,11 @@ int run(const Options& o) {
   count_output_without_usage(o, url, result.records);
   const tb::Summary summary = tb::summarize(result.records, result.duration_s, slo);
   tb::print_report(std::cout, summary, ctx);
-  if (!o.json_path.empty()) tb::write_json(o.json_path, config_json(o), summary, result.records);
+  if (!o.json_path.empty()) {
+    nlohmann::json config = config_json(o);
+    config["start_unix_ms"] = result.start_unix_ms;  // to place the records against server-side logs
+    tb::write_json(o.json_path, config, summary, result.records);
+  }
   if (!o.plot_path.empty()) {
     const std::string why = tb::write_plot(result.records, o.plot_path);
     if (why.empty())

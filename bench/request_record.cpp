@@ -33,6 +33,12 @@ void record_chunk(RequestRecord& r, const StreamChunk& chunk, double t_s) {
   if (chunk.error && r.error.empty()) r.error = *chunk.error;
   if (chunk.usage) r.usage = chunk.usage;
   if (!chunk.finish_reason.empty()) r.finish_reason = chunk.finish_reason;
+  if (chunk.prompt_token_ids && !r.prompt_token_ids) r.prompt_token_ids = chunk.prompt_token_ids;
+  // Before the content test: a token that ends mid-character comes with no text.
+  if (chunk.token_ids) {
+    if (!r.output_token_ids) r.output_token_ids.emplace();
+    r.output_token_ids->insert(r.output_token_ids->end(), chunk.token_ids->begin(), chunk.token_ids->end());
+  }
   if (chunk.content.empty()) return;
   if (r.content_chunks == 0)
     r.ttft_s = t_s;

@@ -32,6 +32,12 @@ struct RequestRecord {
   std::string finish_reason;
   std::optional<int> retokenized_output;  // the generated text re-tokenized by the server
   std::string generated_text;
+  // With the server's "return_token_ids" extension (vLLM's; ask for it with
+  // --extra-body '{"return_token_ids":true}'): the ids of the prompt as the
+  // server tokenized it (chat: the formatted conversation), and the served
+  // output ids, every chunk's concatenated. Absent when the server sent none.
+  std::optional<std::vector<int32_t>> prompt_token_ids;
+  std::optional<std::vector<int32_t>> output_token_ids;
 
   // Output tokens: the server's usage when it reports a nonzero count, as
   // vLLM does. Without usage, vLLM re-tokenizes the generated text, which

@@ -27,9 +27,13 @@ class Run {
 
   RunResult run() {
     start_ = Clock::now();
+    const int64_t start_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
     asio::co_spawn(io_, dispatch(), asio::detached);
     io_.run();
-    return RunResult{std::move(records_), std::chrono::duration<double>(Clock::now() - start_).count()};
+    return RunResult{std::move(records_), std::chrono::duration<double>(Clock::now() - start_).count(),
+                     start_unix_ms};
   }
 
  private:

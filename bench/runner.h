@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct RunOptions {
 struct RunResult {
   std::vector<RequestRecord> records;
   double duration_s = 0;  // first send scheduled -> last request finished
+  int64_t start_unix_ms = 0;  // wall-clock time of the start (records' start_s count from it)
 };
 
 RunResult run_benchmark(const std::vector<SampleRequest>& samples, const std::vector<double>& offsets_s,

@@ -23,6 +23,19 @@ int int_field(const nlohmann::json& obj, const char* key) {
   return it != obj.end() && it->is_number_integer() ? it->get<int>() : 0;
 }
 
+// An array of integer ids; anything else (null, a non-integer) reads as absent.
+std::optional<std::vector<int32_t>> token_ids_field(const nlohmann::json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_array()) return std::nullopt;
+  std::vector<int32_t> ids;
+  ids.reserve(it->size());
+  for (const auto& id : *it) {
+    if (!id.is_number_integer()) return std::nullopt;
+    ids.push_back(id.get<int32_t>());
+  }
+  return ids;
+}
+
 }  // namespace
 
 StreamChunk parse_stream_chunk(std::string_view data, Endpoint endpoint) {
@@ -43,7 +56,12 @@ StreamChunk parse_stream_chunk(std::string_view data, Endpoint endpoint) {
     const nlohmann::json& choice = choices->front();
     chunk.content = content_of(choice, endpoint);
     if (auto fr = choice.find("finish_reason"); fr != choice.end() && fr->is_string()) chunk.finish_reason = *fr;
+    if (choice.is_object()) {
+      chunk.token_ids = token_ids_field(choice, "token_ids");
+      chunk.prompt_token_ids = token_ids_field(choice, "prompt_token_ids");
+    }
   }
+  if (auto ids = token_ids_field(j, "prompt_token_ids")) chunk.prompt_token_ids = std::move(ids);
   if (auto usage = j.find("usage"); usage != j.end() && usage->is_object()) {
     chunk.usage = Usage{int_field(*usage, "prompt_tokens"), int_field(*usage, "completion_tokens")};
   }

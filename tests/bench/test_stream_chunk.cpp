@@ -129,3 +129,64 @@ TEST(RequestRecord, NoContentOrErrorFails) {
   EXPECT_FALSE(errored.success);
   EXPECT_EQ(errored.error, "engine died");
 }
+
+TEST(StreamChunk, TokenIdsExtension) {
+  // Completions: the ids on the choice, the prompt's on the first chunk.
+  const auto first = parse_stream_chunk(
+      R"({"prompt_token_ids":[1,2,3],"choices":[{"text":"Hi","token_ids":[7,8],"finish_reason":null}]})",
+      Endpoint::completions);
+  ASSERT_TRUE(first.prompt_token_ids);
+  EXPECT_EQ(*first.prompt_token_ids, (std::vector<int32_t>{1, 2, 3}));
+  ASSERT_TRUE(first.token_ids);
+  EXPECT_EQ(*first.token_ids, (std::vector<int32_t>{7, 8}));
+  // Chat: ids on the choice beside the delta; vLLM's completions put the prompt's on the choice.
+  const auto chat = parse_stream_chunk(R"({"choices":[{"delta":{"content":""},"token_ids":[9]}]})", Endpoint::chat);
+  EXPECT_EQ(chat.content, "");
+  EXPECT_EQ(*chat.token_ids, std::vector<int32_t>{9});
+  EXPECT_FALSE(chat.prompt_token_ids);
+  EXPECT_EQ(*parse_stream_chunk(R"({"choices":[{"text":"","prompt_token_ids":[4]}]})", Endpoint::completions)
+                 .prompt_token_ids,
+            std::vector<int32_t>{4});
+  // Without the extension, or with something that is not a list of ids: absent.
+  const auto plain = parse_stream_chunk(R"({"choices":[{"text":"a"}]})", Endpoint::completions);
+  EXPECT_FALSE(plain.token_ids);
+  EXPECT_FALSE(plain.prompt_token_ids);
+  EXPECT_FALSE(parse_stream_chunk(R"({"choices":[{"text":"a","token_ids":null}]})", Endpoint::completions).token_ids);
+  EXPECT_FALSE(parse_stream_chunk(R"({"choices":[{"text":"a","token_ids":["x"]}]})", Endpoint::completions).token_ids);
+  EXPECT_TRUE(parse_stream_chunk(R"({"choices":[{"text":"","token_ids":[]}]})", Endpoint::completions).token_ids);
+}
+
+TEST(RequestRecord, ConcatenatesServedTokenIdsIncludingTextlessChunks) {
+  RequestRecord r;
+  StreamChunk first;
+  first.prompt_token_ids = std::vector<int32_t>{1, 2};
+  record_chunk(r, first, 0.05);  // e.g. a role-only delta carrying the prompt's ids
+  StreamChunk a;
+  a.content = "a";
+  a.token_ids = std::vector<int32_t>{10};
+  record_chunk(r, a, 0.10);
+  StreamChunk partial;  // a token ending mid-character: ids, no text yet
+  partial.token_ids = std::vector<int32_t>{11};
+  record_chunk(r, partial, 0.12);
+  StreamChunk rest;
+  rest.content = "\xc3\xa9";
+  rest.token_ids = std::vector<int32_t>{12, 13};
+  rest.prompt_token_ids = std::vector<int32_t>{99};  // only the first prompt_token_ids counts
+  record_chunk(r, rest, 0.15);
+  finish_record(r);
+  EXPECT_TRUE(r.success);
+  ASSERT_TRUE(r.prompt_token_ids);
+  EXPECT_EQ(*r.prompt_token_ids, (std::vector<int32_t>{1, 2}));
+  ASSERT_TRUE(r.output_token_ids);
+  EXPECT_EQ(*r.output_token_ids, (std::vector<int32_t>{10, 11, 12, 13}));
+  EXPECT_EQ(r.content_chunks, 2);  // the timeline still counts content chunks only
+  EXPECT_DOUBLE_EQ(r.ttft_s, 0.10);
+
+  RequestRecord without;
+  StreamChunk c;
+  c.content = "x";
+  record_chunk(without, c, 0.1);
+  finish_record(without);
+  EXPECT_FALSE(without.prompt_token_ids);
+  EXPECT_FALSE(without.output_token_ids);
+}
