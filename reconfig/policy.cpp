@@ -74,7 +74,11 @@ nlohmann::json decision_json(const Decision& d) {
 Decision decide(const PolicyInput& in, const PolicyOptions& options) {
   Decision d;
   d.target = in.current;
-  const double lambda = in.load.arrival_rps;
+  // Demand: the arrival rate plus the backlog, which must drain within one
+  // window too. Arrivals alone read zero in a lull that follows a burst the
+  // engine has not served yet.
+  const double lambda =
+      in.load.arrival_rps + (in.load.seconds > 0 ? in.load.waiting / in.load.seconds : 0.0);
   // Until requests have finished, the prompt and output lengths are unknown:
   // assume the worst usual case, a long answer to a short prompt.
   const double prompt = in.load.completed > 0 ? in.load.mean_prompt_tokens : 128;

@@ -49,14 +49,25 @@ int Scheduler::decode_capacity() const {
   // from the per-token one; until then one sequence at a time is safe, and
   // its prefill and decode steps are just the two sizes the model needs.
   if (!cost_.ready()) return 1;
-  return std::min(config_.max_num_seqs, cost_.max_tokens_within(config_.target_step_seconds));
+  return std::min(config_.max_num_seqs, cost_.max_tokens_within(step_limit_seconds()));
+}
+
+double Scheduler::step_limit_seconds() const {
+  // When one decode alone already misses the target (a slower or shared
+  // machine), running one sequence at a time cannot meet it either: it
+  // only starves the queue while every running stream still misses. The
+  // batch may then grow until a step costs twice a single decode, so the
+  // engine keeps its throughput and TPOT stays within 2x of the best the
+  // machine can do.
+  const double single = cost_.predict_seconds(1);
+  return single > config_.target_step_seconds ? 2.0 * single : config_.target_step_seconds;
 }
 
 int Scheduler::step_token_budget(int num_decoding) const {
   const int budget = config_.max_num_batched_tokens;
   // Before anything decodes only first-token latency is at stake.
   if (config_.target_step_seconds <= 0.0 || num_decoding == 0) return budget;
-  const int fits = cost_.ready() ? cost_.max_tokens_within(config_.target_step_seconds) : 2 * num_decoding;
+  const int fits = cost_.ready() ? cost_.max_tokens_within(step_limit_seconds()) : 2 * num_decoding;
   return std::min(budget, std::max(fits, num_decoding));
 }
 

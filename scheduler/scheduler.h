@@ -26,6 +26,8 @@ struct SchedulerConfig {
   // step takes only as many tokens as fit in it (per the step cost model),
   // decodes first: prefill chunks and new admissions get the rest.
   // Throughput is traded for a bounded TPOT; first-token latency grows.
+  // A target that even a single decode misses is replaced by twice that
+  // decode's time (see step_limit_seconds).
   double target_step_seconds = 0.0;
 };
 
@@ -75,6 +77,7 @@ class Scheduler {
  private:
   void preempt(Sequence* seq);
   int decode_capacity() const;
+  double step_limit_seconds() const;  // the target, or what replaces it when no step can meet it
   int step_token_budget(int num_decoding) const;
 
   SchedulerConfig config_;

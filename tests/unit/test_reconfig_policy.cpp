@@ -116,6 +116,17 @@ TEST(ReconfigPolicy, ChoosesTheMostAccurateCandidateThatCarriesTheLoad) {
   EXPECT_TRUE(back.change);
 }
 
+TEST(ReconfigPolicy, ABacklogCountsAsDemandWhenArrivalsPause) {
+  // No arrivals in the window, but 480 requests still wait: 8 req/s of
+  // demand over the 60 s window, more than the base carries.
+  PolicyInput in = two_candidates(0, AccuracyVerdict::kMeets);
+  in.load.waiting = 480;
+  const Decision d = decide(in, PolicyOptions{});
+  EXPECT_EQ(d.target.variant, "int8") << d.reason;
+  ASSERT_TRUE(d.evaluated[0].capacity);
+  EXPECT_NEAR(d.evaluated[0].capacity->utilization, 8 / kBaseCapacity, 1e-9);
+}
+
 TEST(ReconfigPolicy, UnknownAccuracyIsNotChosenButWanted) {
   const PolicyOptions options;
   const Decision d = decide(two_candidates(8, AccuracyVerdict::kUnknown), options);

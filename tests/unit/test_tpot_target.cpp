@@ -75,6 +75,42 @@ TEST(TpotTarget, AdmitsNewWorkAfterALongRunOfEqualDecodeSteps) {
   EXPECT_EQ(sched.num_running(), 3u) << "the new request still waits";
 }
 
+TEST(TpotTarget, ATargetNoStepCanMeetStillLetsTheBatchGrow) {
+  // 10 ms fixed + 2 ms/token: a single decode (12 ms) already misses 5 ms.
+  SchedulerConfig c;
+  c.max_num_seqs = 64;
+  c.max_num_batched_tokens = 512;
+  c.target_step_seconds = 0.005;
+  BlockManager blocks(4096, 16, false);
+  Scheduler sched(c, blocks);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (int id = 0; id < 20; ++id) {
+    auto s = std::make_unique<Sequence>();
+    s->id = s->arrival = id;
+    s->tokens = {1, 2, 3, 4};
+    s->prompt_len = 4;
+    sched.add(s.get());
+    seqs.push_back(std::move(s));
+  }
+  size_t most_running = 0;
+  double longest_decode_step = 0;
+  for (int i = 0; i < 200; ++i) {
+    SchedulerOutput out = sched.schedule();
+    const double seconds = 0.010 + 0.002 * out.num_batched_tokens;
+    if (i > 20 && sched.num_running() > 1) longest_decode_step = std::max(longest_decode_step, seconds);
+    sched.observe_step(out.num_batched_tokens, seconds);
+    sched.update(out);
+    for (const ScheduledSeq& s : out.scheduled)
+      if (s.sample) s.seq->tokens.push_back(7);
+    most_running = std::max(most_running, sched.num_running());
+  }
+  // One at a time would leave 19 requests waiting behind each stream.
+  EXPECT_GE(most_running, 5u);
+  // Twice a single decode: 24 ms, at most 7 tokens a step.
+  EXPECT_LE(most_running, 7u);
+  EXPECT_LE(longest_decode_step, 0.024 + 1e-12);
+}
+
 TEST(StepCostModel, FollowsAMachineThatSlowsDown) {
   StepCostModel m;
   for (int i = 0; i < 200; ++i) m.observe(1 + i % 10, 0.010 + 0.002 * (1 + i % 10));
