@@ -121,12 +121,12 @@ fi
 # (docs/RECONFIGURATION.md).
 default_knobs() {
   case "$1" in
-    base) echo "8 45" ;;
-    w4a16-g32) echo "8 45" ;;
-    int8-g32) echo "16 45" ;;
-    int8-rot) echo "16 45" ;;
-    int8) echo "16 45" ;;
-    *) echo "8 45" ;;
+    base) echo "16 45" ;;
+    w4a16-g32) echo "64 0" ;;
+    int8-g32) echo "16 0" ;;
+    int8-rot) echo "64 45" ;;
+    int8) echo "8 0" ;;
+    *) echo "16 45" ;;
   esac
 }
 
@@ -251,7 +251,7 @@ static_run() {
   mkdir -p "$dir"
   local extra=(--max-num-seqs "$seqs" --target-tpot-ms "$tpot") how=flag
   if [ "$config" != base ]; then
-    if [ "$HAS_VARIANT" = 1 ]; then extra+=(--variant "$config"); else how=admin; fi
+    if [ "$HAS_VARIANT" = 1 ]; then extra+=(--variant "$config"); else how="admin"; fi
   fi
   start_server "$dir" "${extra[@]}" || { stop_server; return 1; }
   if [ "$how" = admin ]; then
@@ -318,7 +318,7 @@ adaptive_run() {  # adaptive_run NAME EXTRA_FLAGS...
   start_server "$dir" --max-num-seqs "$seqs" --target-tpot-ms "$tpot" --reconfig on \
     --slo "ttft_p95_ms=$SLO_TTFT_MS,tpot_p95_ms=$SLO_TPOT_MS,accuracy=$ACCURACY,confidence=$CONFIDENCE" \
     --reconfig-candidates "$CANDIDATES" --shadow-fraction "$SHADOW_FRACTION" --shadow-budget "$SHADOW_BUDGET" \
-    --state-db "${STATE_DB:-$dir/state.db}" ${ADAPTIVE_ARGS:-} "$@" || { stop_server; return 1; }
+    --state-db "${STATE_DB:-$dir/state.db}" "${ADAPTIVE_EXTRA[@]}" "$@" || { stop_server; return 1; }
   write_run_json "$dir" "$name" adaptive base "$seqs" "$tpot" flag
   run_bench "$dir"
   stop_server
@@ -360,6 +360,8 @@ if [ "$ADAPTIVE" = 1 ] && [ "$HAS_RECONFIG" = 1 ] && [ -z "${STATE_DB:-}" ] && [
   STATE_DB="$RESULTS/learned-state.db"
   learn_state "$STATE_DB"
 fi
+ADAPTIVE_EXTRA=()
+[ -z "${ADAPTIVE_ARGS:-}" ] || read -r -a ADAPTIVE_EXTRA <<<"$ADAPTIVE_ARGS"
 if [ "$ADAPTIVE" = 1 ]; then
   if [ "$HAS_RECONFIG" = 1 ]; then
     adaptive_run adaptive

@@ -153,6 +153,7 @@ def run_summary(run_dir):
         "p95_ttft_ms": percentile([r["ttft_s"] * 1000 for r in ok], 95),
         "p95_tpot_ms": percentile([r["tpot_s"] * 1000 for r in ok if r.get("tpot_s") is not None], 95),
         "p99_ttft_ms": s.get("p99_ttft_ms"),
+        "load_average": load_average(run_dir),
     })
     return out
 
@@ -311,10 +312,32 @@ def timeline(run_dir, run, t0_ms, duration_s):
     return points
 
 
-def summarize_run(run_dir, slo, args):
+def load_average(run_dir):
+    """The 1/5/15-minute load averages before and after the run (loadavg.txt), or None."""
+    try:
+        text = (run_dir / "loadavg.txt").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        key, _, values = line.partition(":")
+        try:
+            out[key.strip()] = [float(v) for v in values.split()]
+        except ValueError:
+            continue
+    return out or None
+
+
+def summarize_run(run_dir, slo, args, cores=None):
     run = load_json(run_dir / "run.json", {})
     bench = load_json(run_dir / "bench.json")
     out = {"config": run.get("config"), "kind": run.get("kind")}
+    load = load_average(run_dir)
+    if load:
+        out["load_average"] = load
+        # The server's threads plus the client are ~THREADS+0.5 of load; more means other work shared the cores.
+        if cores and max(v[0] for v in load.values() if v) > cores + 1:
+            out["noisy"] = f"1-minute load average above {cores + 1} around the run: other processes shared the cores"
     for k in ("max_num_seqs", "target_tpot_ms", "how", "server_args"):
         if run.get(k) is not None:
             out[k] = run[k]
@@ -542,6 +565,10 @@ def cmd_report(args):
     slo = {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms, "accuracy": args.accuracy,
            "confidence": args.confidence, "agree_tokens": args.agree_tokens}
     trace_meta = load_json(results / "trace.meta.json")
+    try:
+        cores = int((load_json(results / "experiment.json", {}) or {}).get("cores") or os.cpu_count())
+    except (TypeError, ValueError):
+        cores = os.cpu_count()
     doc = {"static": {}, "adaptive": None, "switches": None}
     per_run = {}
     adaptive_names = []
@@ -551,7 +578,7 @@ def cmd_report(args):
         kind = run.get("kind")
         if kind not in ("static", "adaptive"):
             continue
-        summary, data = summarize_run(d, slo, args)
+        summary, data = summarize_run(d, slo, args, cores)
         if kind == "static":
             doc["static"][run["config"]] = summary
             if data:
@@ -583,6 +610,9 @@ def cmd_report(args):
         print(f"{k:<22} {f(v.get('goodput')):>8} {f(v.get('throughput')):>8} {str(v.get('failed')):>6} "
               f"{f(v.get('p95_ttft_ms'), 0):>9} {f(v.get('p95_tpot_ms'), 1):>9} {f(v.get('agreement')):>9} "
               f"{f(v.get('agreement_lower_bound')):>8}")
+    for k, v in rows:
+        if v.get("noisy"):
+            print(f"warning: {k}: {v['noisy']} ({v['load_average']})")
     print("targets: " + json.dumps(doc["targets"]))
     if per_run and args.out_png:
         why = plot(args.out_png, per_run, adaptive_names, slo, trace_meta, args.bin_s)
