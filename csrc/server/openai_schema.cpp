@@ -16,6 +16,10 @@ namespace {
 constexpr int kMaxJsonDepth = 64;
 constexpr size_t kMaxPrompts = 256;
 constexpr int kMaxN = 128;
+// Sequences one request may start (prompts x n): with the per-sequence
+// output bound this caps what one admitted request can hold
+// (docs/SECURITY.md gives the formula).
+constexpr size_t kMaxSequencesPerRequest = 256;
 constexpr int kMaxLogprobs = 20;
 
 std::string type_name(const json& v) {
@@ -346,6 +350,11 @@ CompletionRequest parse_completion_request(const json& body) {
   CompletionRequest r;
   r.options = parse_common(f);
   r.prompts = parse_prompts(f);
+  if (r.prompts.size() * size_t(r.options.sampling.n) > kMaxSequencesPerRequest) {
+    throw invalid_request("At most " + std::to_string(kMaxSequencesPerRequest) +
+                              " sequences per request (the number of prompts times 'n').",
+                          "n", "invalid_value");
+  }
   r.options.max_tokens = f.integer("max_tokens", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
   if (auto v = f.boolean("echo")) r.echo = *v;
   if (auto v = f.boolean("add_special_tokens")) r.add_special_tokens = *v;

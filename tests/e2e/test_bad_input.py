@@ -66,6 +66,7 @@ CASES = [
     ("stop_list_of_numbers", "POST", C, comp(stop=["ok", 2]), 400, "stop[1]"),
     ("stop_too_many", "POST", C, comp(stop=[f"s{i}" for i in range(17)]), 400, "stop"),
     ("stop_400k_strings", "POST", C, comp(stop=["x"] * 400000, n=32), 400, "stop"),
+    ("prompts_times_n_over_256", "POST", C, comp(prompt=["a", "b", "c"], n=128), 400, "n"),
     ("stop_too_long", "POST", C, comp(stop=["ok", "y" * 1025]), 400, "stop[1]"),
     ("stop_token_ids_too_many", "POST", C, comp(stop_token_ids=list(range(257))), 400, "stop_token_ids"),
     ("logprobs_too_many", "POST", C, comp(logprobs=100), 400, "logprobs"),
@@ -197,3 +198,9 @@ def test_repetition_penalty_is_applied(server):
     penalized = server.post("/v1/completions", json=dict(body, repetition_penalty=1.8)).json()["choices"][0]["text"]
     assert same == plain
     assert penalized != plain
+
+
+def test_prompts_times_n_at_the_bound_is_served(server):
+    r = server.post("/v1/completions", json=comp(prompt=["a", "b"], n=128, max_tokens=2))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 256
