@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/kv_cache_report.h"
 #include "cli/model_options.h"
+#include "core/error.h"
 #include "cpu/machine_roofline.h"
 #include "model/variant.h"
 
@@ -92,14 +93,21 @@ Phase run_batch(LoadedModel& m, const BenchOptions& o, int batch) {
   // steps after that are pure decode.
   const auto t0 = Clock::now();
   uint64_t generated = 0;
+  // A failed request (its replica went down) would make the figures wrong.
+  auto step = [&engine] {
+    std::vector<RequestOutput> outputs = engine.step();
+    for (const RequestOutput& out : outputs)
+      if (!out.error.empty()) throw Error(ErrorCode::kInternal, out.error);
+    return outputs;
+  };
   while (engine.has_unfinished() && generated < uint64_t(batch)) {
-    for (const RequestOutput& out : engine.step())
+    for (const RequestOutput& out : step())
       for (const CompletionDelta& d : out.deltas) generated += d.token_ids.size();
   }
   const auto t1 = Clock::now();
   uint64_t decoded = 0;
   while (engine.has_unfinished()) {
-    for (const RequestOutput& out : engine.step())
+    for (const RequestOutput& out : step())
       for (const CompletionDelta& d : out.deltas) decoded += d.token_ids.size();
   }
   const auto t2 = Clock::now();

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/model_options.h"
+#include "core/error.h"
 
 namespace tidal {
 
@@ -82,6 +83,8 @@ void run_generate(const GenerateOptions& o) {
   size_t awaiting_first = results.size();
   while (engine.has_unfinished()) {
     for (const RequestOutput& out : engine.step()) {
+      // A batch run has no use for the other prompts' results alone.
+      if (!out.error.empty()) throw Error(ErrorCode::kInternal, out.error);
       Result& res = results[std::stoul(out.request_id)];
       if (res.token_ids.empty() && --awaiting_first == 0) prefilled = Clock::now();
       for (const CompletionDelta& d : out.deltas) {

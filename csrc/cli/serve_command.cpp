@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -29,6 +30,7 @@
 #include "reconfig/reconfigurator.h"
 #include "reconfig/served_model.h"
 #include "server/http_server.h"
+#include "server/io_thread.h"
 #include "server/json_text.h"
 #include "server/metrics.h"
 #include "server/openai_router.h"
@@ -52,6 +54,7 @@ struct ServeOptions {
   std::string variant_profile;  // --variant-profile: `tidal eval --profile-out` file
   int max_waiting = 256;
   int http_threads = 1;
+  int request_threads = 2;      // --request-threads: parse and tokenize request bodies
   int max_body_mb = 8;
   double shutdown_grace_s = 5.0;
   std::string admin_key;        // --admin-key: Bearer key of the admin API (empty: disabled)
@@ -181,8 +184,10 @@ void run_serve(const ServeOptions& o) {
 
   const int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Stopped and joined before the context it works on goes (below).
+  net::thread_pool request_pool(size_t(o.request_threads));
   ServingContext ctx{*m.tokenizer, {}, m.chat_template, now, catalog_text(served, variants, base_name, profiles),
-                     o.admin_key};
+                     o.admin_key, request_pool};
   std::vector<std::unique_ptr<ServerMetrics>> metrics;
   for (size_t i = 0; i < served.models.size(); ++i) {
     ServedModelRuntime& runtime = *served.models[i];
@@ -208,17 +213,7 @@ void run_serve(const ServeOptions& o) {
   for (int i = 0; i < o.http_threads; ++i) {
     running.add();
     threads.emplace_back([&] {
-      // A handler that throws must not take the thread (with the default
-      // --http-threads 1, the whole server) down: log it and run on. run()
-      // returns normally only once there is nothing left to do.
-      for (;;) {
-        try {
-          ioc.run();
-          break;
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "tidal: HTTP handler failed (serving on): %s\n", e.what());
-        }
-      }
+      run_io_thread(ioc);
       running.done();
     });
   }
@@ -257,6 +252,10 @@ void run_serve(const ServeOptions& o) {
   // nothing does not hold the exit up.
   if (!running.wait_for(std::chrono::seconds(5))) ioc.stop();
   for (std::thread& t : threads) t.join();
+  // Bodies still waiting to be prepared are dropped with their connections;
+  // one being prepared is finished first (it reads the context).
+  request_pool.stop();
+  request_pool.join();
 }
 
 }  // namespace
@@ -286,6 +285,11 @@ void register_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--http-threads", o->http_threads, "threads for HTTP I/O (the model has its own)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--request-threads", o->request_threads,
+                  "threads that parse, template and tokenize request bodies, off the HTTP threads (more requests "
+                  "than threads wait their turn)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->add_option("--max-body-mb", o->max_body_mb, "request bodies larger than this get 413")

@@ -26,6 +26,8 @@ AsyncEngine::SubmitResult AsyncEngine::submit(Request request, Sink sink) {
     observer = observer_;
     if (!accepting_) {
       result = SubmitResult::kShuttingDown;
+    } else if (stats_.replicas_up == 0) {
+      result = SubmitResult::kUnavailable;
     } else if (stats_.num_waiting + incoming_.size() >= max_waiting_) {
       result = SubmitResult::kQueueFull;
     }
@@ -237,12 +239,14 @@ void AsyncEngine::loop() {
         engine_->add_request(std::move(in.request));
         live_[id] = std::move(live);
       } catch (const std::exception& e) {
-        // submit() validated it, so only a clashing id lands here: end the
-        // request at once rather than leave its client waiting.
+        // submit() validated it, so only a clashing id, or an engine whose
+        // last replica failed since, lands here: end the request at once
+        // rather than leave its client waiting.
         std::fprintf(stderr, "tidal: request %s refused: %s\n", id.c_str(), e.what());
         RequestOutput out;
         out.request_id = id;
         out.finished = true;
+        out.error = e.what();
         for (int i = 0; i < n; ++i) {
           CompletionDelta d;
           d.index = i;

@@ -28,7 +28,8 @@ class AsyncEngine {
   // one with finished == true. Must not block (post to an I/O executor).
   using Sink = std::function<void(const RequestOutput&)>;
 
-  enum class SubmitResult { kAccepted, kQueueFull, kShuttingDown };
+  // kUnavailable: every data-parallel replica of the engine has failed.
+  enum class SubmitResult { kAccepted, kQueueFull, kShuttingDown, kUnavailable };
 
   // What moving every request to another engine took (swap_engine).
   struct Swap {

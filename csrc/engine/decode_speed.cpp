@@ -25,6 +25,7 @@ std::pair<double, int> decode_once(LLMEngine& engine, const std::vector<int32_t>
   Clock::time_point first;
   while (engine.has_unfinished()) {
     for (const RequestOutput& out : engine.step()) {
+      if (!out.error.empty()) throw Error(ErrorCode::kInternal, out.error);  // a time of nothing measured
       for (const CompletionDelta& d : out.deltas) {
         if (generated == 0 && !d.token_ids.empty()) first = Clock::now();
         generated += int(d.token_ids.size());

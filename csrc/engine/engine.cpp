@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "core/error.h"
@@ -59,6 +60,8 @@ struct LLMEngine::Replica {
   size_t kv_bytes_per_token = 0;
   std::vector<RequestState*> requests;  // unfinished, in arrival order
   uint64_t prompt_tokens = 0, generation_tokens = 0, steps = 0;
+  bool up = true;       // false for good once its executor failed
+  std::string failure;  // why it went down
 };
 
 namespace {
@@ -137,9 +140,11 @@ void LLMEngine::validate(const Request& r) const {
 void LLMEngine::add_request(Request request) {
   validate(request);
   if (requests_.count(request.id)) throw Error(ErrorCode::kInvalidArgument, "duplicate request id " + request.id);
+  const std::optional<size_t> target = choose_replica();
+  if (!target) throw Error(ErrorCode::kInternal, "every data-parallel replica of this engine has failed");
   auto state = std::make_unique<RequestState>();
   state->request = std::move(request);
-  state->replica = choose_replica();
+  state->replica = *target;
   Replica& replica = *replicas_[state->replica];
   const Request& r = state->request;
   const uint64_t base_seed = r.sampling.seed ? *r.sampling.seed : mix64(default_seed_ ^ mix64(uint64_t(next_seq_id_)));
@@ -161,11 +166,12 @@ void LLMEngine::add_request(Request request) {
   requests_[r.id] = std::move(state);
 }
 
-size_t LLMEngine::choose_replica() const {
-  if (replicas_.size() == 1) return 0;
+std::optional<size_t> LLMEngine::choose_replica() const {
+  if (replicas_.size() == 1) return replicas_.front()->up ? std::optional<size_t>(0) : std::nullopt;
   std::vector<ReplicaLoad> loads(replicas_.size());
   for (size_t i = 0; i < replicas_.size(); ++i) {
     const Replica& r = *replicas_[i];
+    loads[i].up = r.up;
     loads[i].kv_usage = r.blocks->usage();
     for (const RequestState* st : r.requests) {
       const Sequence& first = *st->choices.front()->seq;
@@ -180,27 +186,50 @@ size_t LLMEngine::choose_replica() const {
 std::optional<RequestOutput> LLMEngine::abort_request(const std::string& id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return std::nullopt;
-  RequestState& st = *it->second;
+  return end_request(*it->second);
+}
+
+RequestOutput LLMEngine::end_request(RequestState& st) {
   Replica& replica = *replicas_[st.replica];
   RequestOutput out;
-  out.request_id = id;
+  out.request_id = st.request.id;
   out.prompt_tokens = int(st.request.prompt.size());
   out.completion_tokens = st.completion_tokens;
   out.cached_prompt_tokens = st.cached_prompt_tokens;
   out.finished = true;
+  end_open_choices(st, out);
+  std::erase(replica.requests, &st);
+  requests_.erase(out.request_id);  // destroys `st`
+  return out;
+}
+
+void LLMEngine::end_open_choices(RequestState& st, RequestOutput& out) {
+  Scheduler& scheduler = *replicas_[st.replica]->scheduler;
   for (size_t i = 0; i < st.choices.size(); ++i) {
     Choice& c = *st.choices[i];
     if (c.finished) continue;
-    replica.scheduler->finish(c.seq.get());
+    c.finished = true;
+    ++st.num_finished;
+    scheduler.finish(c.seq.get());
     owner_of_seq_.erase(c.seq->id);
     CompletionDelta d;
     d.index = int(i);
     d.finish = FinishReason::kAbort;
     out.deltas.push_back(std::move(d));
   }
-  std::erase(replica.requests, &st);
-  requests_.erase(it);
-  return out;
+}
+
+void LLMEngine::fail_replica(size_t index, const std::string& reason, std::vector<RequestOutput>& outputs) {
+  Replica& replica = *replicas_[index];
+  replica.up = false;
+  replica.failure = reason;
+  std::fprintf(stderr, "tidal: data-parallel replica %zu is down (%zu of its requests failed): %s\n", index,
+               replica.requests.size(), reason.c_str());
+  const std::vector<RequestState*> failed = replica.requests;  // end_request erases from the list
+  for (RequestState* st : failed) {
+    outputs.push_back(end_request(*st));
+    outputs.back().error = reason;
+  }
 }
 
 MovedRequest::MovedRequest(std::unique_ptr<RequestState> state, const Tokenizer* tokenizer)
@@ -246,6 +275,9 @@ std::vector<MovedRequest> LLMEngine::release_requests() {
 }
 
 void LLMEngine::adopt_requests(std::vector<MovedRequest>& moved) {
+  if (!moved.empty() && !choose_replica()) {
+    throw Error(ErrorCode::kInternal, "every data-parallel replica of this engine has failed");
+  }
   for (const MovedRequest& m : moved) {
     if (m.tokenizer_ != &tokenizer_) {
       throw Error(ErrorCode::kInternal, "request " + m.id() + " comes from an engine with another tokenizer");
@@ -255,7 +287,7 @@ void LLMEngine::adopt_requests(std::vector<MovedRequest>& moved) {
   }
   for (MovedRequest& m : moved) {
     std::unique_ptr<RequestState> state = std::move(m.state_);
-    state->replica = choose_replica();
+    state->replica = *choose_replica();
     Replica& replica = *replicas_[state->replica];
     for (auto& c : state->choices) {
       if (c->finished) continue;
@@ -301,12 +333,19 @@ std::vector<RequestOutput> LLMEngine::step() {
   }
 
   std::vector<std::vector<float>*> logits(replicas_.size(), nullptr);
+  // Caught per replica, so that a failed replica leaves the others' step
+  // whole; it goes down below, once their outputs are in.
+  std::vector<std::optional<std::string>> failures(replicas_.size());
   auto run = [&](size_t i) {
     if (sched[i].empty()) return;
-    const auto start = Clock::now();
-    logits[i] = &replicas_[i]->executor->run(sched[i]);
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    replicas_[i]->scheduler->observe_step(sched[i].num_batched_tokens, seconds);
+    try {
+      const auto start = Clock::now();
+      logits[i] = &replicas_[i]->executor->run(sched[i]);
+      const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      replicas_[i]->scheduler->observe_step(sched[i].num_batched_tokens, seconds);
+    } catch (const std::exception& e) {
+      failures[i] = e.what();
+    }
   };
   if (threads_) {
     threads_->run(run);
@@ -317,7 +356,7 @@ std::vector<RequestOutput> LLMEngine::step() {
   std::vector<RequestOutput> outputs;
   std::unordered_map<RequestState*, size_t> output_of;
   for (size_t i = 0; i < replicas_.size(); ++i) {
-    if (sched[i].empty()) continue;
+    if (sched[i].empty() || failures[i]) continue;
     Replica& replica = *replicas_[i];
     ++replica.steps;
     replica.scheduler->update(sched[i]);
@@ -340,6 +379,11 @@ std::vector<RequestOutput> LLMEngine::step() {
     auto it = requests_.find(out.request_id);
     std::erase(replicas_[it->second->replica]->requests, it->second.get());
     requests_.erase(it);
+  }
+  // The failed step is not update()d: its blocks never reach the prefix
+  // cache, and they are freed with the requests.
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    if (failures[i]) fail_replica(i, *failures[i], outputs);
   }
   return outputs;
 }
@@ -365,8 +409,10 @@ void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vec
   for (const ScheduledSeq& s : sched.scheduled) {
     if (!s.sample) continue;
     float* row_logits = logits.data() + size_t(row++) * vocab;
+    const auto owner = owner_of_seq_.find(s.seq->id);
+    if (owner == owner_of_seq_.end()) continue;  // its request failed earlier in this step
+    RequestState* st = owner->second;
     std::fill(row_logits + spelled, row_logits + vocab, -std::numeric_limits<float>::infinity());
-    RequestState* st = owner_of_seq_.at(s.seq->id);
     const SamplingParams& params = st->request.sampling;
 
     // The first sample of a request with n > 1 forks the other choices off
@@ -407,6 +453,16 @@ void LLMEngine::process(Replica& replica, const SchedulerOutput& sched, std::vec
       std::span<const int32_t> generated(seq.tokens.data() + seq.prompt_len, size_t(seq.num_generated()));
       SampleResult r = sample_token(std::span<float>(row_logits, size_t(vocab)), params, generated, c.seed,
                                     uint64_t(seq.num_generated()), std::span<const int32_t>(st->request.prompt));
+      if (r.token < 0) {
+        // The model gave this sequence no distribution (NaN, or no finite
+        // logit): its request fails alone and the batch goes on. Its n
+        // choices all exist by now (forks come before the first sample), so
+        // ending the open ones finishes it; step() then forgets it.
+        RequestOutput& out = output_for(st);
+        out.error = "the model's logits for it hold NaN or no finite value";
+        end_open_choices(*st, out);
+        break;
+      }
       seq.tokens.push_back(r.token);
       ++replica.generation_tokens;
       ++st->completion_tokens;
@@ -458,6 +514,9 @@ EngineStats LLMEngine::replica_stats(const Replica& r) {
   s.prompt_tokens = r.prompt_tokens;
   s.generation_tokens = r.generation_tokens;
   s.steps = r.steps;
+  s.num_replicas = 1;
+  s.replicas_up = r.up ? 1 : 0;
+  s.failure = r.failure;
   return s;
 }
 
@@ -482,6 +541,8 @@ EngineStats LLMEngine::stats() const {
     total.num_preemptions += s.num_preemptions;
     total.prompt_tokens += s.prompt_tokens;
     total.generation_tokens += s.generation_tokens;
+    total.num_replicas += s.num_replicas;
+    total.replicas_up += s.replicas_up;
     total.replicas.push_back(std::move(s));
   }
   total.kv_usage = total.num_blocks > 0 ? double(total.num_used_blocks) / total.num_blocks : 0.0;

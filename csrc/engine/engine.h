@@ -6,6 +6,13 @@
 // executor, scheduler and KV pool; a new request goes to the replica with
 // the least outstanding work, and a step runs every replica's forward pass
 // at once (one thread per replica), so replicas advance in lockstep.
+//
+// A replica whose executor throws is down for good: a parallel executor
+// never resynchronizes its ranks, and the failed step may have left its KV
+// cache half written. Its requests end at once with `error` set; the other
+// replicas go on with theirs and take every new request. With no replica
+// left, add_request refuses. A new engine (a reconfiguration switch, a
+// restart) is what brings replicas back.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +87,12 @@ struct EngineStats {
   uint64_t prompt_tokens = 0;       // prompt tokens computed (not cached)
   uint64_t generation_tokens = 0;
   uint64_t steps = 0;
+  // Replicas these stats cover (1 for one replica's own; 0 for one gone
+  // since, see stats_carry.h) and how many of them serve: a replica is down
+  // once its executor failed, and `failure` then says why.
+  int num_replicas = 0;
+  int replicas_up = 0;
+  std::string failure;
   // Per data-parallel replica (empty with one replica); the fields above
   // are the totals (kv_usage: used over total blocks of all replicas).
   std::vector<EngineStats> replicas;
@@ -97,7 +110,7 @@ class LLMEngine {
 
   // Validates and queues a request. Throws Error(kInvalidArgument) for an
   // empty prompt, a prompt longer than the context, ids out of vocabulary, or
-  // an impossible n/max_tokens.
+  // an impossible n/max_tokens; Error(kInternal) when every replica is down.
   void add_request(Request request);
   // The checks add_request makes, without queuing (safe from any thread).
   void validate(const Request& request) const;
@@ -113,12 +126,14 @@ class LLMEngine {
   // and waits to recompute what it had computed; arrival order is kept
   // ahead of requests added later. Takes them all (`moved` is left empty),
   // or throws Error and takes none when one does not fit this engine's
-  // context or comes from another tokenizer.
+  // context or comes from another tokenizer, or when every replica is down.
   void adopt_requests(std::vector<MovedRequest>& moved);
   // Retunes every replica's scheduler in place (a knob-only switch: the
   // executors, the KV pool and every request stay as they are).
   void set_scheduler_limits(int max_num_seqs, int max_num_batched_tokens, double target_step_seconds);
   // Runs one scheduling step and the forward pass; returns what changed.
+  // An executor that throws takes its replica down (see above) instead of
+  // failing the step: the step returns that replica's requests as failed.
   std::vector<RequestOutput> step();
   bool has_unfinished() const { return !requests_.empty(); }
   EngineStats stats() const;
@@ -134,7 +149,17 @@ class LLMEngine {
   // Samples the replica's logits and turns them into outputs.
   void process(Replica& replica, const SchedulerOutput& sched, std::vector<float>& logits,
                std::vector<RequestOutput>& outputs, std::unordered_map<RequestState*, size_t>& output_of);
-  size_t choose_replica() const;
+  // The replica a new request goes to; nothing when every one is down.
+  std::optional<size_t> choose_replica() const;
+  // Marks a replica down and ends each of its requests with `reason` as the
+  // error, appending their final outputs.
+  void fail_replica(size_t index, const std::string& reason, std::vector<RequestOutput>& outputs);
+  // Ends a request: frees its open choices' blocks and forgets it. Returns
+  // its final output (those choices finished with kAbort).
+  RequestOutput end_request(RequestState& state);
+  // Ends every open choice of `state` with kAbort (deltas into `out`) and
+  // frees its blocks, leaving the request known until the step is over.
+  void end_open_choices(RequestState& state, RequestOutput& out);
   static EngineStats replica_stats(const Replica& replica);
 
   ModelConfig config_;

@@ -49,6 +49,12 @@ struct RequestOutput {
   int completion_tokens = 0;               // across all choices so far
   int cached_prompt_tokens = 0;            // prompt tokens served from the prefix cache
   double queue_seconds = -1.0;             // admission -> first scheduled; set once, on the first output
+  // Set, with finished, when the engine could not finish the request (its
+  // data-parallel replica failed, or the model gave one of its sequences no
+  // distribution to sample: NaN or no finite logit): the open choices end
+  // with kAbort, and the server answers with an error rather than a
+  // truncated completion.
+  std::string error;
 };
 
 }  // namespace tidal

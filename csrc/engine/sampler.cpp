@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <ranges>
 #include <utility>
 
@@ -162,45 +163,63 @@ std::vector<std::pair<int32_t, float>> apply_penalties(std::span<float> logits, 
   return originals;
 }
 
+// A row is a distribution only when it holds no NaN and its largest value is
+// finite: NaN breaks every comparison (sorting with it is undefined
+// behaviour) and an infinite or -inf maximum leaves nothing to normalize.
+// Each way of choosing a token checks this in the pass it makes anyway.
+bool is_distribution(bool saw_nan, float max_logit) { return !saw_nan && std::isfinite(max_logit); }
+
+// -1 when the row is no distribution.
 int32_t argmax(std::span<const float> logits) {
-  // Strict > keeps the lowest id among ties.
   size_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[best]) best = i;
-  return int32_t(best);
+  bool nan = false;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    nan |= std::isnan(logits[i]);
+    if (logits[i] > logits[best]) best = i;  // strict: the lowest id among ties
+  }
+  return is_distribution(nan, logits[best]) ? int32_t(best) : -1;
 }
 
-// The tokens top_k allows, with probabilities exp((logit - max) / T).
-void tempered_candidates(std::span<const float> logits, float temperature, int top_k, std::vector<Candidate>* out) {
+// The tokens top_k allows, with probabilities exp((logit - max) / T); false
+// when the row is no distribution.
+bool tempered_candidates(std::span<const float> logits, float temperature, int top_k, std::vector<Candidate>* out) {
   const int vocab = int(logits.size());
   std::vector<Candidate>& c = *out;
-  float max_logit;
+  bool nan = false;
+  // A NaN is noted and ranked as -inf, so that ordering stays defined.
+  auto as_candidate = [&](int32_t id) {
+    const bool is_nan = std::isnan(logits[id]);
+    nan |= is_nan;
+    return Candidate{is_nan ? -std::numeric_limits<float>::infinity() : logits[id], 0.0f, id};
+  };
+  float max_logit = -std::numeric_limits<float>::infinity();
   if (top_k > 0 && top_k < vocab) {
     c.resize(top_k);
-    auto as_candidate = [&](int32_t id) { return Candidate{logits[id], 0.0f, id}; };
     std::ranges::partial_sort_copy(std::views::iota(0, vocab) | std::views::transform(as_candidate), c,
                                    more_likely);
     max_logit = c[0].logit;
   } else {
     c.resize(vocab);
-    max_logit = logits[0];
     for (int32_t id = 0; id < vocab; ++id) {
-      c[id] = {logits[id], 0.0f, id};
-      max_logit = std::max(max_logit, logits[id]);
+      c[id] = as_candidate(id);
+      max_logit = std::max(max_logit, c[id].logit);
     }
   }
+  if (!is_distribution(nan, max_logit)) return false;
   const float inv_t = 1.0f / temperature;
   for (Candidate& x : c) x.prob = std::exp((x.logit - max_logit) * inv_t);
+  return true;
 }
 
 // Samples from the tempered, filtered distribution. Candidates are walked
 // most-likely-first: top_p and min_p keep a prefix of that order, and the
 // inverse-CDF draw over it maps u to the same token even when tiny numerical
-// differences between batches perturb the unlikely tail.
+// differences between batches perturb the unlikely tail. -1 when the row is
+// no distribution.
 int32_t sample_random(std::span<const float> logits, const SamplingParams& params, double u) {
   // Vocabulary-sized buffers, reused: fresh ones would cost page faults on every token.
   thread_local std::vector<Candidate> candidates, ordered;
-  tempered_candidates(logits, params.temperature, params.top_k, &candidates);
+  if (!tempered_candidates(logits, params.temperature, params.top_k, &candidates)) return -1;
   ProbabilityOrder order(candidates, &ordered);
   size_t keep = order.size();
   if (params.top_p < 1.0f) {
@@ -226,39 +245,31 @@ SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
                           std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step,
                           std::span<const int32_t> prompt_tokens) {
   SampleResult result;
-  const bool want_logprobs = params.logprobs >= 0;
-
-  // Log-probabilities are reported for the model's own distribution, before
-  // penalties and temperature (as vLLM's default), so take them from the raw logits.
-  double log_normalizer = 0.0;
-  if (want_logprobs) {
-    const float max_logit = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (float l : logits) sum += std::exp(l - max_logit);
-    log_normalizer = max_logit + std::log(sum);
-    if (params.logprobs > 0) {
-      const int k = std::min<int>(params.logprobs, int(logits.size()));
-      std::vector<Candidate> top(k);
-      auto as_candidate = [&](int32_t id) { return Candidate{logits[id], 0.0f, id}; };
-      std::ranges::partial_sort_copy(
-          std::views::iota(0, int(logits.size())) | std::views::transform(as_candidate), top, more_likely);
-      for (const Candidate& x : top) result.top.push_back({x.id, float(double(x.logit) - log_normalizer)});
-    }
-  }
-
   const auto originals = apply_penalties(logits, params, output_tokens, prompt_tokens);
-
   if (params.temperature < 1e-5f) {
     result.token = argmax(logits);
   } else {
     result.token = sample_random(logits, params, uniform_from(seed, step));
   }
+  // Penalties leave NaN and infinities as they are, so a row that passed
+  // holds a distribution without them too.
+  if (result.token < 0 || params.logprobs < 0) return result;
 
-  if (want_logprobs) {
-    float raw = logits[result.token];
-    for (const auto& [id, original] : originals)
-      if (id == result.token) raw = original;
-    result.logprob = float(double(raw) - log_normalizer);
+  // Log-probabilities are reported for the model's own distribution, before
+  // penalties and temperature (as vLLM's default), so take them from the raw logits.
+  for (const auto& [id, original] : originals) logits[id] = original;
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(l - max_logit);
+  const double log_normalizer = max_logit + std::log(sum);
+  result.logprob = float(double(logits[result.token]) - log_normalizer);
+  if (params.logprobs > 0) {
+    const int k = std::min<int>(params.logprobs, int(logits.size()));
+    std::vector<Candidate> top(k);
+    auto as_candidate = [&](int32_t id) { return Candidate{logits[id], 0.0f, id}; };
+    std::ranges::partial_sort_copy(std::views::iota(0, int(logits.size())) | std::views::transform(as_candidate), top,
+                                   more_likely);
+    for (const Candidate& x : top) result.top.push_back({x.id, float(double(x.logit) - log_normalizer)});
   }
   return result;
 }

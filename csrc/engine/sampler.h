@@ -17,7 +17,7 @@ struct TokenLogprob {
 };
 
 struct SampleResult {
-  int32_t token = -1;
+  int32_t token = -1;                // -1: the row is no distribution (it holds NaN, or no finite maximum)
   float logprob = 0.0f;              // log-softmax of the raw logits at `token`
   std::vector<TokenLogprob> top;     // the params.logprobs most likely tokens, when asked
 };
@@ -25,7 +25,9 @@ struct SampleResult {
 // Samples from `logits` (modified in place). `output_tokens` are the tokens
 // generated so far (for presence/frequency penalties; with `prompt_tokens`,
 // for the repetition penalty); `step` is how many have been generated;
-// `seed` identifies the sequence's random stream.
+// `seed` identifies the sequence's random stream. A row with NaN or without
+// a finite maximum gives token -1 (and no logprobs) rather than a draw: the
+// caller fails that sequence.
 SampleResult sample_token(std::span<float> logits, const SamplingParams& params,
                           std::span<const int32_t> output_tokens, uint64_t seed, uint64_t step,
                           std::span<const int32_t> prompt_tokens = {});

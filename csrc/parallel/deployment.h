@@ -18,9 +18,11 @@
 //
 // Failures: a rank that dies or hangs makes the driver's step fail after
 // --comm-timeout (or at once, for a local rank that threw). The replica is
-// then stopped for good: local ranks are woken and exit; an MPI job is
-// aborted (MPI_Abort) a moment later so that error replies can still leave,
-// and mpirun exits non-zero. docs/PARALLELISM.md describes what clients see.
+// then stopped for good: its local ranks are woken and exit, and the engine
+// serves on with the other replicas; an MPI job is aborted (MPI_Abort) a
+// moment later so that error replies can still leave, and mpirun exits
+// non-zero (a process holds a rank of every replica, so none is left).
+// docs/PARALLELISM.md describes what clients see.
 #pragma once
 
 #include <memory>

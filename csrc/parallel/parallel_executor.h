@@ -7,6 +7,8 @@
 // points of the step, so the executor does not try to resynchronize: it
 // reports the failure through `on_failure` (which stops the local ranks or
 // ends the MPI job, see deployment.h) and fails every later step at once.
+// The engine takes the replica down at the first failure (engine.h), so
+// with --dp the other replicas serve on.
 #pragma once
 
 #include <functional>

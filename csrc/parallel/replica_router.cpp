@@ -2,11 +2,16 @@
 
 namespace tidal {
 
-size_t pick_replica(std::span<const ReplicaLoad> loads) {
-  size_t best = 0;
-  for (size_t i = 1; i < loads.size(); ++i) {
+std::optional<size_t> pick_replica(std::span<const ReplicaLoad> loads) {
+  std::optional<size_t> best;
+  for (size_t i = 0; i < loads.size(); ++i) {
     const ReplicaLoad& a = loads[i];
-    const ReplicaLoad& b = loads[best];
+    if (!a.up) continue;
+    if (!best) {
+      best = i;
+      continue;
+    }
+    const ReplicaLoad& b = loads[*best];
     if (a.outstanding_tokens < b.outstanding_tokens ||
         (a.outstanding_tokens == b.outstanding_tokens && a.kv_usage < b.kv_usage)) {
       best = i;

@@ -2,6 +2,7 @@
 #include "server/handlers.h"
 #include "server/openai_schema.h"
 #include "server/prompt_encoding.h"
+#include "server/request_work.h"
 
 namespace tidal {
 
@@ -10,10 +11,10 @@ namespace {
 // The legacy completions API's default (OpenAI and vLLM alike).
 constexpr int64_t kDefaultMaxTokens = 16;
 
-}  // namespace
-
-void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
-  const CompletionRequest req = parse_completion_request(parse_json_object(exchange->request().body()));
+// On the request pool: parses the body and tokenizes its prompts. The
+// answer, run on the strand, submits them.
+Answer prepare_completions(ServingContext& ctx, const HttpRequest& request) {
+  const CompletionRequest req = parse_completion_request(parse_json_object(request.body()));
   ServedModel& model = ctx.resolve_model(req.options.model);
 
   GenerationPlan plan;
@@ -39,7 +40,16 @@ void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange)
     plan.echo.push_back(std::move(echo));
     plan.requests.push_back(std::move(r));
   }
-  run_generation(ctx, model, std::move(exchange), std::move(plan));
+  return [&ctx, &model, plan = std::move(plan)](std::shared_ptr<Exchange> exchange) mutable {
+    run_generation(ctx, model, std::move(exchange), std::move(plan));
+  };
+}
+
+}  // namespace
+
+void handle_completions(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  prepare_off_strand(ctx, std::move(exchange),
+                     [&ctx](const HttpRequest& request) { return prepare_completions(ctx, request); });
 }
 
 }  // namespace tidal

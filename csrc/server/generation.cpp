@@ -54,9 +54,10 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::string token_text(int32_t id, int32_t prev) const;
   void complete();
   void abort_all();
-  // Ends this request alone after a failure in its own output handling: its
-  // engine requests are aborted, its client gets a 500 (or, once streaming,
-  // an error event and [DONE]); every other request goes on.
+  // Ends this request alone after a failure in its own output handling or
+  // one the engine reports (RequestOutput::error): its engine requests are
+  // aborted, its client gets a 500 (or, once streaming, an error event and
+  // [DONE]); every other request goes on.
   void fail(const std::string& why);
 
   ServingContext& ctx_;
@@ -110,6 +111,10 @@ void GenerationJob::start() {
     if (result == AsyncEngine::SubmitResult::kQueueFull) {
       throw ApiError(429, "The server is busy: too many requests are waiting. Please retry later.", "requests", "",
                      "rate_limit_exceeded");
+    }
+    if (result == AsyncEngine::SubmitResult::kUnavailable) {
+      throw ApiError(503, "No replica of this model is serving: each has failed.", "server_error", "",
+                     "service_unavailable");
     }
     throw ApiError(503, "The server is shutting down.", "server_error", "", "service_unavailable");
   }
@@ -170,6 +175,12 @@ void GenerationJob::observe(Timing& timing, const RequestOutput& out) {
 
 void GenerationJob::on_output(size_t prompt, const RequestOutput& out) {
   if (done_) return;
+  if (!out.error.empty()) {
+    // The engine could not finish it (its replica failed): the whole
+    // response fails, as it would for a failure here.
+    request_done_[prompt] = true;
+    return fail(out.error);
+  }
   for (const CompletionDelta& d : out.deltas) add_delta(prompt, d);
   if (!out.finished) return;
   request_done_[prompt] = true;

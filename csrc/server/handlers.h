@@ -1,5 +1,7 @@
-// The endpoint handlers behind the router. Each runs on the connection's
-// strand, reads the JSON body, and either answers or throws ApiError.
+// The endpoint handlers behind the router. Each is called on the
+// connection's strand and hands the body's parsing and tokenization to the
+// request pool (request_work.h); it answers on the strand, with an
+// OpenAI-shaped error for whatever the work threw.
 #pragma once
 
 #include <memory>

@@ -118,10 +118,20 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   bool disconnected() const { return disconnected_; }
 
+  // Exchange `number` was dropped unanswered: nobody else can answer it.
+  void abandoned(uint64_t number) {
+    if (closed_ || number != exchanges_ || !in_exchange_ || response_complete_) return;
+    const ApiError error = server_error("The server failed to answer this request.");
+    if (!response_started_) return reply(error.status(), error.body(), "application/json", {});
+    send_event(error.body());
+    end_events();
+  }
+
  private:
   void read_request() {
     if (closed_) return;
     if (registry_->closing) return close();
+    ++exchanges_;  // an abandoned earlier exchange must not answer this one
     in_exchange_ = response_started_ = response_complete_ = chunked_ = false;
     on_disconnect_ = nullptr;
     parser_.emplace();
@@ -163,7 +173,7 @@ class Session : public std::enable_shared_from_this<Session> {
     in_exchange_ = true;
     disconnected_ = false;
     stream_.expires_never();
-    auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request));
+    auto exchange = std::make_shared<Exchange>(shared_from_this(), std::move(request), exchanges_);
     try {
       (*handler_)(exchange);
     } catch (const std::exception& e) {
@@ -328,6 +338,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool disconnected_ = false;
   bool closed_ = false;
+  uint64_t exchanges_ = 0;          // requests begun on this connection
   std::function<void()> on_disconnect_;
   std::string interim_;
   std::string pending_, inflight_;
@@ -335,24 +346,37 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t drained_ = 0;
 };
 
-Exchange::Exchange(std::shared_ptr<Session> session, HttpRequest request)
-    : session_(std::move(session)), request_(std::move(request)) {}
+Exchange::Exchange(std::shared_ptr<Session> session, HttpRequest request, uint64_t number)
+    : session_(std::move(session)), request_(std::move(request)), number_(number) {}
+
+Exchange::~Exchange() {
+  if (answered_) return;
+  // The last owner may be on any thread (an engine sink, say): the session
+  // is touched only on its strand.
+  const net::any_io_executor strand = session_->executor();
+  net::post(strand, [session = std::move(session_), number = number_] { session->abandoned(number); });
+}
 
 net::any_io_executor Exchange::executor() const { return session_->executor(); }
 
 void Exchange::reply(int status, std::string body, std::string_view content_type, const HttpHeaders& headers) {
+  answered_ = true;
   session_->reply(status, std::move(body), content_type, headers);
 }
 
 void Exchange::reply_error(const ApiError& error, HttpHeaders headers) {
   if (error.status() == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
   if (error.status() == 429) headers.emplace_back("Retry-After", "1");
+  answered_ = true;
   session_->reply(error.status(), error.body(), "application/json", headers);
 }
 
 void Exchange::begin_events() { session_->begin_events(); }
 void Exchange::send_event(std::string_view payload) { session_->send_event(payload); }
-void Exchange::end_events() { session_->end_events(); }
+void Exchange::end_events() {
+  answered_ = true;
+  session_->end_events();
+}
 void Exchange::on_disconnect(std::function<void()> fn) { session_->on_disconnect(std::move(fn)); }
 bool Exchange::disconnected() const { return session_->disconnected(); }
 

@@ -33,10 +33,14 @@ struct HttpLimits {
   std::chrono::seconds write_timeout{60};         // a client that reads nothing for this long is dropped
 };
 
-// One request and its response.
+// One request and its response. An exchange dropped before its response
+// is complete (its handler's posted work threw, or lost it) answers for
+// itself: a 500, or an error event that ends a stream already begun.
 class Exchange {
  public:
-  Exchange(std::shared_ptr<Session> session, HttpRequest request);
+  // `number`: which of the session's requests this is.
+  Exchange(std::shared_ptr<Session> session, HttpRequest request, uint64_t number);
+  ~Exchange();
   const HttpRequest& request() const { return request_; }
   boost::asio::any_io_executor executor() const;
 
@@ -59,6 +63,8 @@ class Exchange {
  private:
   std::shared_ptr<Session> session_;
   HttpRequest request_;
+  uint64_t number_;
+  bool answered_ = false;  // reply() or end_events() was called
 };
 
 using HttpHandler = std::function<void(std::shared_ptr<Exchange>)>;

@@ -108,6 +108,10 @@ std::string render_metrics(const std::vector<EngineMetrics>& engines) {
     header(out, name, help, type);
     for (const EngineMetrics& e : engines) sample(out, name, e.metrics.labels(), double(value(e)));
   };
+  per_replica("tidal:replica_up",
+              "1 while the data-parallel replica serves, 0 once its executor failed (its requests failed, new ones "
+              "go to the others) or once it is gone after a switch.",
+              "gauge", [](const EngineStats& s) { return s.replicas_up; });
   per_replica("tidal:num_requests_running", "Number of requests in model execution batches.", "gauge",
               [](const EngineStats& s) { return s.num_running; });
   per_replica("tidal:num_requests_waiting", "Number of requests waiting to be processed.", "gauge",

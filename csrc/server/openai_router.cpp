@@ -1,14 +1,14 @@
 #include "server/openai_router.h"
 
-#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "core/error.h"
 #include "server/admin_handler.h"
 #include "server/auth.h"
 #include "server/handlers.h"
+#include "server/health.h"
 #include "server/json_text.h"
+#include "server/request_work.h"
 
 namespace tidal {
 
@@ -24,7 +24,13 @@ struct Route {
   Endpoint endpoint;
 };
 
-void health(ServingContext&, std::shared_ptr<Exchange> exchange) { exchange->reply(200, "", "text/plain"); }
+void health(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
+  std::vector<ModelHealth> models;
+  for (const ServedModel& model : ctx.models) models.push_back({model.name(), model.engine.stats()});
+  const HealthReport report = health_report(models);
+  if (report.body.empty()) return exchange->reply(report.status, "", "text/plain");
+  exchange->reply(report.status, report.body);
+}
 
 void metrics(ServingContext& ctx, std::shared_ptr<Exchange> exchange) {
   std::vector<EngineMetrics> engines;
@@ -98,15 +104,8 @@ void OpenAiRouter::operator()(const std::shared_ptr<Exchange>& exchange) const {
     // Before routing: without the key nothing is revealed, not even which paths exist.
     if (!authorized(exchange->request(), api_key_)) throw unauthorized();
     dispatch(exchange, path);
-  } catch (const ApiError& e) {
-    exchange->reply_error(e);
-  } catch (const Error& e) {
-    const bool client_fault = e.code() == ErrorCode::kInvalidArgument || e.code() == ErrorCode::kUnsupported;
-    if (!client_fault) std::fprintf(stderr, "tidal: %s failed: %s\n", path.c_str(), e.what());
-    exchange->reply_error(client_fault ? invalid_request(e.what()) : server_error(e.what()));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tidal: %s failed: %s\n", path.c_str(), e.what());
-    exchange->reply_error(server_error("Internal server error."));
+  } catch (...) {
+    reply_exception(*exchange, std::current_exception());
   }
 }
 

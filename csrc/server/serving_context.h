@@ -3,6 +3,7 @@
 // variant catalog.
 #pragma once
 
+#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,13 +35,16 @@ struct ServedModel {
 struct ServingContext {
   // Shared by every model: variants re-encode the weights, never the
   // vocabulary. Tokenizers are immutable after loading (per-call scratch
-  // only), so HTTP threads and engine threads use this one concurrently.
+  // only), so request-pool and engine threads use this one concurrently.
   const Tokenizer& tokenizer;
   std::vector<ServedModel> models;  // the base first, then its variants
   std::string chat_template;        // GGUF template source; empty: the built-in plain format
   int64_t created = 0;              // server start, unix seconds
   std::string variant_catalog;      // the GET /v1/variants body, fixed at start-up
   std::string admin_key;            // Bearer key of /admin/ (empty: the admin API is disabled)
+  // Parses, templates and tokenizes request bodies (--request-threads), so
+  // that the HTTP threads never do (server/request_work.h).
+  boost::asio::thread_pool& request_pool;
 
   const ServedModel& base() const { return models.front(); }
 

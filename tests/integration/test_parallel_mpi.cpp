@@ -5,8 +5,8 @@
 // - TP=2, PP=2 and PP=2 x DP=2 on stories260K, and PP=2 and PP=2 x DP=2 on
 //   SmolLM2, give the single-process greedy tokens for the golden prompts,
 //   and log-probabilities within 1e-4.
-// - Killing rank 1 while it serves a streamed request: the client gets the
-//   request back finished with "abort" (not a hang), and the job ends in
+// - Killing rank 1 while it serves a streamed request: the client gets an
+//   error event and [DONE] (not a hang), and the job ends in
 //   bounded time: with mpirun's default error handling (exit status
 //   non-zero) and with recovery enabled (where tidal's fail-stop ends it).
 #include <gtest/gtest.h>
@@ -273,9 +273,10 @@ TEST_P(MpiRankLoss, ClientGetsAnErrorAndTheJobEnds) {
   ASSERT_EQ(kill(pid_t(std::stoi(*worker)), SIGKILL), 0);
   const auto killed = Clock::now();
 
-  // The stream ends (the request finished as aborted) instead of hanging.
+  // The stream ends (the request failed with its replica) instead of hanging.
   stream.read_until("[DONE]", 30s);
-  EXPECT_NE(stream.text().find(R"("finish_reason":"abort")"), std::string::npos) << stream.text();
+  EXPECT_NE(stream.text().find(R"("type":"server_error")"), std::string::npos) << stream.text();
+  EXPECT_NE(stream.text().find("[DONE]"), std::string::npos) << stream.text();
   EXPECT_EQ(stream.text().find(R"("finish_reason":"length")"), std::string::npos);
 
   const std::optional<int> status = job.wait(30s);

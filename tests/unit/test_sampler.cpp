@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <set>
+#include <string>
+#include <utility>
 
 namespace tidal {
 namespace {
@@ -284,6 +287,77 @@ TEST(Sampler, TopLogprobsBreakTiesByLowestId) {
   params.logprobs = 20;
   logits = {1.0f, 2.0f};
   EXPECT_EQ(sample_token(logits, params, {}, 0, 0).top.size(), 2u);
+}
+
+// Rows that hold no distribution give token -1 under every way of choosing
+// (greedy, full-vocabulary draw, top-k, top-p, min-p, with and without
+// logprobs and penalties) instead of a draw that compared NaN.
+TEST(Sampler, RowsWithNanOrNoFiniteMaximumGiveNoToken) {
+  constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const std::vector<float> base = random_logits(300, 5);
+  std::vector<std::pair<std::string, std::vector<float>>> rows;
+  for (int at : {0, 17, 299}) {
+    std::vector<float> row = base;
+    row[at] = kNan;
+    std::string name = "NaN at ";
+    name += std::to_string(at);
+    rows.emplace_back(name, row);
+  }
+  rows.emplace_back("all NaN", std::vector<float>(300, kNan));
+  rows.emplace_back("all -inf", std::vector<float>(300, -kInf));
+  std::vector<float> with_inf = base;
+  with_inf[42] = kInf;
+  rows.emplace_back("+inf", with_inf);
+
+  std::vector<std::pair<std::string, SamplingParams>> settings;
+  settings.emplace_back("greedy", with_temperature(0.0f));
+  settings.emplace_back("temperature", with_temperature(0.8f));
+  SamplingParams p = with_temperature(1.0f);
+  p.top_k = 5;
+  settings.emplace_back("top_k", p);
+  p = with_temperature(1.0f);
+  p.top_p = 0.9f;
+  settings.emplace_back("top_p", p);
+  p = with_temperature(1.0f);
+  p.min_p = 0.1f;
+  settings.emplace_back("min_p", p);
+  for (int logprobs : {0, 3}) {
+    for (float t : {0.0f, 1.0f}) {
+      p = with_temperature(t);
+      p.logprobs = logprobs;
+      p.frequency_penalty = 0.5f;
+      std::string name = t > 0.0f ? "drawn, logprobs " : "greedy, logprobs ";
+      name += std::to_string(logprobs);
+      settings.emplace_back(name, p);
+    }
+  }
+
+  const std::vector<int32_t> output = {1, 2, 17};
+  for (const auto& [row_name, row] : rows) {
+    for (const auto& [name, params] : settings) {
+      std::vector<float> logits = row;
+      const SampleResult r = sample_token(logits, params, output, 7, 3);
+      EXPECT_EQ(r.token, -1) << row_name << ", " << name;
+      EXPECT_TRUE(r.top.empty()) << row_name << ", " << name;
+    }
+  }
+}
+
+TEST(Sampler, MaskedTokensAtMinusInfinityAreNeverDrawn) {
+  std::vector<float> row = random_logits(300, 6);
+  for (size_t i = 0; i < row.size(); ++i)
+    if (i % 3 != 1) row[i] = -std::numeric_limits<float>::infinity();
+  SamplingParams params = with_temperature(1.0f);
+  params.logprobs = 2;
+  for (uint64_t step = 0; step < 100; ++step) {
+    std::vector<float> logits = row;
+    const SampleResult r = sample_token(logits, params, {}, 9, step);
+    ASSERT_GE(r.token, 0);
+    EXPECT_EQ(r.token % 3, 1);
+    EXPECT_TRUE(std::isfinite(r.logprob));
+    ASSERT_EQ(r.top.size(), 2u);
+  }
 }
 
 }  // namespace

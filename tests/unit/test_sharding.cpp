@@ -154,6 +154,15 @@ TEST(ReplicaRouter, LeastOutstandingTokensThenKvUsageThenIndex) {
   EXPECT_EQ(pick_replica(std::vector<ReplicaLoad>{{5, 0.9}, {6, 0.0}}), 0u);
 }
 
+// A replica whose executor failed takes no request, however idle it looks:
+// its load is what it was when it went down (zero, its requests failed).
+TEST(ReplicaRouter, SkipsReplicasThatAreDown) {
+  EXPECT_EQ(pick_replica(std::vector<ReplicaLoad>{{0, 0.0, false}, {500, 0.9, true}}), 1u);
+  EXPECT_EQ(pick_replica(std::vector<ReplicaLoad>{{9, 0.0, true}, {0, 0.0, false}, {7, 0.5, true}}), 2u);
+  EXPECT_EQ(pick_replica(std::vector<ReplicaLoad>{{0, 0.0, false}, {0, 0.0, false}}), std::nullopt);
+  EXPECT_EQ(pick_replica(std::vector<ReplicaLoad>{}), std::nullopt);
+}
+
 TEST(ReplicaThreads, RunsEveryJobAtOnceAndRethrows) {
   ReplicaThreads threads(3);
   std::atomic<int> arrived{0};
